@@ -1,0 +1,34 @@
+"""Reading and writing ``.pcdc`` files safely: outputs appear atomically, inputs are never overwritten."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, force: bool = False,
+                 protect: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
+
+    A failure never leaves a partial file.  An existing ``path`` is replaced only with ``force``, and never
+    when it is one of the ``protect`` paths (the inputs of the job).
+    """
+    path = Path(path)
+    for other in protect:
+        if Path(other).exists() and path.exists() and os.path.samefile(path, other):
+            raise FileExistsError(f"refusing to overwrite the input file {path}")
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass force=True (--force) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,1 @@
+"""The ``polycodec`` command line (see ``docs/cli.md``)."""

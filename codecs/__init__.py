@@ -1,0 +1,9 @@
+"""Codecs: registered by name, loaded with their shipped weights, all speaking ``encode`` / ``decode``.
+
+(This package is ``polycodec.codecs``; the standard library's ``codecs`` module is unaffected.)
+"""
+
+from .base import Codec, CodecEntry, available_codecs, load, register_codec
+from .tensor import TensorCodec
+
+__all__ = ["Codec", "CodecEntry", "TensorCodec", "available_codecs", "load", "register_codec"]
