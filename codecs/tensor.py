@@ -28,6 +28,7 @@ from .base import Codec, register_codec, sha256_file
 
 WEIGHTS = Path(__file__).parent / "weights" / "tensor-laplace-v1.safetensors"
 BLOCK_ELEMENTS = 1 << 20  # elements per DATA chunk: bounds memory when streaming large tensors
+MAX_BLOCK_ELEMENTS = 1 << 22  # what a decoder accepts per chunk
 MAX_ELEMENTS = 1 << 31
 MAX_NDIM = 8
 
@@ -75,7 +76,8 @@ class TensorCodec(Codec):
         params = PayloadWriter().uint(x.ndim)
         for d in x.shape:
             params.uint(d)
-        params.f64(step)
+        rows_per_block = max(1, BLOCK_ELEMENTS // symbols.shape[1])
+        params.f64(step).uint(rows_per_block)
         for m in mean:
             params.sint(int(m))
         params.u8_array(tables)
@@ -85,16 +87,11 @@ class TensorCodec(Codec):
                         MediaInfo(channels=x.shape[-1], bit_depth=32, frame_count=rows.shape[0]))
         with ContainerWriter(out, header) as writer:
             writer.write_chunk(ChunkType.PARAMS, params.to_bytes())
-            for block, index in self._blocks(symbols, tables):
+            for start in range(0, symbols.shape[0], rows_per_block):
+                block = symbols[start : start + rows_per_block]
+                index = np.broadcast_to(tables, block.shape)
                 writer.write_chunk(ChunkType.DATA, encode_symbols(self.entropy_model.bank, block, index))
         return out.getvalue()
-
-    @staticmethod
-    def _blocks(symbols: np.ndarray, tables: np.ndarray):
-        rows_per_block = max(1, BLOCK_ELEMENTS // symbols.shape[1])
-        for start in range(0, symbols.shape[0], rows_per_block):
-            block = symbols[start : start + rows_per_block]
-            yield block, np.broadcast_to(tables, block.shape)
 
     def decode(self, data: bytes) -> Tensor:
         reader = ContainerReader(io.BytesIO(data))
@@ -103,23 +100,21 @@ class TensorCodec(Codec):
         first = next(chunks, None)
         if first is None or first.type != ChunkType.PARAMS:
             raise FormatError("tensor stream must start with a PARAMS chunk")
-        shape, step, mean, tables = self._read_params(first.payload)
+        shape, step, rows_per_block, mean, tables = self._read_params(first.payload)
         channels = shape[-1]
         rows = math.prod(shape) // channels
-        rows_per_block = max(1, BLOCK_ELEMENTS // channels)
-        out = np.empty((rows, channels), dtype=np.float32)
-        done = 0
+        blocks, done = [], 0  # grow with the data actually present, not with the declared shape
         for chunk in chunks:
             if chunk.type != ChunkType.DATA or done >= rows:
                 raise FormatError("unexpected chunk after the tensor's data")
             n = min(rows_per_block, rows - done)
             index = np.broadcast_to(tables, (n, channels))
             symbols = decode_symbols(self.entropy_model.bank, chunk.payload, index).reshape(n, channels)
-            out[done : done + n] = (symbols.astype(np.float64) + mean) * step
+            blocks.append(((symbols.astype(np.float64) + mean) * step).astype(np.float32))
             done += n
         if done != rows:
             raise FormatError(f"stream holds {done} of {rows} rows")
-        return torch.from_numpy(out).reshape(shape)
+        return torch.from_numpy(np.concatenate(blocks)).reshape(shape)
 
     def _read_params(self, payload: bytes):
         p = PayloadReader(payload, "tensor params")
@@ -132,9 +127,12 @@ class TensorCodec(Codec):
         step = p.f64()
         if not step > 0:
             raise FormatError(f"tensor params: step {step} is not positive")
+        rows_per_block = p.uint(MAX_ELEMENTS)
+        if not 0 < rows_per_block * shape[-1] <= MAX_BLOCK_ELEMENTS:
+            raise LimitError(f"tensor params: {rows_per_block} rows per block of {shape[-1]} is out of range")
         mean = np.array([p.sint(2**31) for _ in range(shape[-1])], dtype=np.float64)
         tables = p.u8_array(shape[-1]).astype(np.int64)
         p.done()
         if tables.max() >= self.entropy_model.bank.num_tables:
             raise FormatError("tensor params: table index out of range")
-        return shape, step, mean, tables
+        return shape, step, rows_per_block, mean, tables
