@@ -3,7 +3,8 @@
 (This package is ``polycodec.codecs``; the standard library's ``codecs`` module is unaffected.)
 """
 
-from .base import Codec, CodecEntry, available_codecs, load, register_codec
+from .base import Codec, CodecEntry, StreamCodec, available_codecs, codec_entry, load, register_codec
 from .tensor import TensorCodec
 
-__all__ = ["Codec", "CodecEntry", "TensorCodec", "available_codecs", "load", "register_codec"]
+__all__ = ["Codec", "CodecEntry", "StreamCodec", "TensorCodec", "available_codecs", "codec_entry", "load",
+           "register_codec"]

@@ -1,7 +1,22 @@
 """The interface every codec shares, and the registry that finds codecs by name.
 
-A codec turns media (a tensor) into the bytes of a complete ``.pcdc`` stream and back.  It composes the
-project's parts -- a quantizer, an entropy model, the coder, the container -- and never re-implements them.
+A :class:`Codec` turns media into bytes and back.  polycodec's own codecs (:class:`StreamCodec`) write
+complete ``.pcdc`` streams and compose the project's parts -- a quantizer, an entropy model, the coder, the
+container -- never re-implementing them; classical codecs (JPEG, Opus, x264, ...) sit behind the same
+interface and write their native files, so evaluations compare real file sizes like with like.
+
+Media conventions, per modality:
+
+    TENSOR  encode(x)                    any float tensor                 decode -> tensor
+    IMAGE   encode(image)                float32 (C, H, W), C in {1, 3},  decode -> same layout
+                                         values in [0, 1] (8-bit / 255)
+    AUDIO   encode(waveform, sample_rate) float32 (channels, samples)     decode -> (waveform, sample_rate)
+                                         in [-1, 1]
+    VIDEO   encode(frames, fps)          float32 (T, 3, H, W) in [0, 1],  decode -> (frames, fps)
+                                         fps a float
+
+Rate knobs (quality, bitrate, step, crf) are constructor options: ``load("jpeg", quality=75)``.  Each
+registry entry lists a default ``sweep`` of such options for rate-distortion evaluation.
 """
 
 from __future__ import annotations
@@ -19,20 +34,25 @@ from ..bitstream import Header, ModelMismatchError, Modality
 class Codec(ABC):
     name: str
     modality: Modality
+
+    @abstractmethod
+    def encode(self, media: Tensor, *args: Any, **options: Any) -> bytes:
+        """Media (see the module docstring for each modality's layout) -> the bytes of one file."""
+
+    @abstractmethod
+    def decode(self, data: bytes) -> Any:
+        """The bytes of one file -> media in the same layout ``encode`` takes."""
+
+
+class StreamCodec(Codec):
+    """A polycodec codec: writes ``.pcdc`` streams that name the codec, its version and its weights."""
+
     version: int
 
     @property
     @abstractmethod
     def weights_hash(self) -> bytes:
         """sha256 of the weights (or tables) this codec codes with; written into every stream."""
-
-    @abstractmethod
-    def encode(self, media: Tensor, **options: Any) -> bytes:
-        ...
-
-    @abstractmethod
-    def decode(self, data: bytes) -> Tensor:
-        ...
 
     def check_header(self, header: Header) -> None:
         """Refuse streams this codec did not write, with a message that says which codec would read them."""
@@ -58,17 +78,18 @@ class CodecEntry:
     modality: Modality
     summary: str
     factory: Callable[..., Codec]
+    sweep: tuple[dict, ...] = ()  # constructor options spanning the codec's useful rates, low to high
 
 
 _REGISTRY: dict[str, CodecEntry] = {}
 
 
-def register_codec(name: str, modality: Modality, summary: str) -> Callable:
+def register_codec(name: str, modality: Modality, summary: str, sweep: tuple[dict, ...] = ()) -> Callable:
     """Class decorator: make a codec loadable by name with :func:`load`."""
     def wrap(factory: Callable[..., Codec]) -> Callable[..., Codec]:
         if name in _REGISTRY:
             raise ValueError(f"codec {name!r} is registered twice")
-        _REGISTRY[name] = CodecEntry(name, modality, summary, factory)
+        _REGISTRY[name] = CodecEntry(name, modality, summary, factory, tuple(sweep))
         return factory
     return wrap
 
@@ -77,9 +98,13 @@ def available_codecs() -> list[CodecEntry]:
     return sorted(_REGISTRY.values(), key=lambda e: e.name)
 
 
-def load(name: str, **options: Any) -> Codec:
-    """Instantiate a registered codec with its shipped weights; nothing is downloaded."""
+def codec_entry(name: str) -> CodecEntry:
     if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY)) or "none"
         raise KeyError(f"unknown codec {name!r}; available: {known}")
-    return _REGISTRY[name].factory(**options)
+    return _REGISTRY[name]
+
+
+def load(name: str, **options: Any) -> Codec:
+    """Instantiate a registered codec with its shipped weights; nothing is downloaded."""
+    return codec_entry(name).factory(**options)

@@ -24,7 +24,7 @@ from torch import Tensor
 from ..bitstream import (ChunkType, ContainerReader, ContainerWriter, FormatError, Header, LimitError,
                          MediaInfo, Modality, PayloadReader, PayloadWriter)
 from ..entropy import GaussianConditional, decode_symbols, encode_symbols
-from .base import Codec, register_codec, sha256_file
+from .base import StreamCodec, register_codec, sha256_file
 
 WEIGHTS = Path(__file__).parent / "weights" / "tensor-laplace-v1.safetensors"
 BLOCK_ELEMENTS = 1 << 20  # elements per DATA chunk: bounds memory when streaming large tensors
@@ -40,8 +40,9 @@ def build_tables() -> GaussianConditional:
     return model
 
 
-@register_codec("tensor", Modality.TENSOR, "any float tensor, max error step/2, per-channel Laplace tables")
-class TensorCodec(Codec):
+@register_codec("tensor", Modality.TENSOR, "any float tensor, max error step/2, per-channel Laplace tables",
+                sweep=tuple({"step": s} for s in (0.2, 0.1, 0.05, 0.02, 0.01)))
+class TensorCodec(StreamCodec):
     name = "tensor"
     modality = Modality.TENSOR
     version = 1
