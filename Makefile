@@ -4,7 +4,18 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install system-deps demo test bench clean
+
+# System programs the tests use: Debian chromium renders the HTML report, espeak-ng speaks test sentences.
+# Installed when missing and apt-get is usable (root); otherwise the tests that need them skip and say why.
+SYSTEM_PROGRAMS := chromium espeak-ng
+system-deps:
+	@missing=""; for p in $(SYSTEM_PROGRAMS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "warning: missing$$missing (needs root and apt-get); tests that use them will skip"; fi; \
+	fi
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +32,7 @@ install: $(STAMP)
 demo: install
 	$(PY) scripts/demo.py
 
-test: install
+test: install system-deps
 	$(VENV)/bin/pytest -q
 
 bench: install

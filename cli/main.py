@@ -4,6 +4,7 @@
     polycodec info FILE.pcdc                the stream header as JSON
     polycodec encode IN... [OUT] [options]  media -> .pcdc
     polycodec decode IN... [OUT] [options]  .pcdc -> media
+    polycodec eval DATA_DIR [options]       rate-distortion report against classical codecs
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from .. import __version__
 from ..bitstream import BitstreamError, ContainerReader, Limits
 from ..codecs import available_codecs
-from . import coding
+from . import coding, evaluate
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     coding.add_parsers(sub)
+    evaluate.add_parser(sub)
     return parser
 
 

@@ -333,8 +333,16 @@ def detect_faces(image: Tensor) -> np.ndarray:
     return _boxes(found)
 
 
+_HOG_WINDOW = (64, 128)  # width, height of OpenCV's default people detector
+
+
 def detect_people(image: Tensor) -> np.ndarray:
-    """Standing people as (N, 4) boxes x0, y0, x1, y1 in pixels (HOG detector, 64 x 128 window, stride 8)."""
+    """Standing people as (N, 4) boxes x0, y0, x1, y1 in pixels (HOG detector, 64 x 128 window, stride 8).
+
+    An image smaller than the window holds no detectable person; OpenCV 4.10 crashes (segfault) on it
+    instead of returning nothing, so it is answered here."""
+    if image.shape[-2] < _HOG_WINDOW[1] or image.shape[-1] < _HOG_WINDOW[0]:
+        return np.zeros((0, 4), dtype=np.float64)
     found, _weights = _people_detector().detectMultiScale(_to_bgr8(image), winStride=(8, 8), padding=(8, 8),
                                                           scale=1.05)
     return _boxes(found)

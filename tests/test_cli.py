@@ -19,7 +19,8 @@ def test_help_and_list(tmp_path):
     out = run("--help", cwd=tmp_path)
     assert out.returncode == 0 and "encode" in out.stdout and "info" in out.stdout
     out = run("list", "--json", cwd=tmp_path)
-    assert {"name": "tensor", "modality": "tensor"}.items() <= json.loads(out.stdout)[0].items()
+    entries = {e["name"]: e for e in json.loads(out.stdout)}
+    assert entries["tensor"]["modality"] == "tensor" and entries["jpeg"]["modality"] == "image"
 
 
 def test_encode_info_decode_and_safety(tmp_path):

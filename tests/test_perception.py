@@ -232,3 +232,9 @@ def test_asr_on_real_synthetic_speech(tmp_path):
     assert set(result["hypothesis_ref"].split()) & set(text.split())
     noisy = wave + 0.1 * wave.abs().max() * torch.randn(wave.shape, generator=torch.Generator().manual_seed(0))
     assert P.asr_agreement(wave, noisy, rate)["wer_vs_original"] > 0
+
+
+def test_people_detector_answers_images_smaller_than_its_window():
+    from polycodec.metrics.perception import detect_people
+
+    assert detect_people(torch.rand(3, 96, 128)).shape == (0, 4)  # OpenCV itself segfaults here
