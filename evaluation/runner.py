@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from .store import ResultStore
 from .measure import measure
 
 RESULTS_FILE = "results.jsonl"
+OPTIONS_FILE = "options.json"
 
 
 @dataclass
@@ -80,9 +80,10 @@ def run_evaluation(config: EvalConfig) -> list[dict]:
     modality, files = discover(config.data_dir, config.modality)
     files = files[: config.max_files] if config.max_files else files
     codecs = resolve_codecs(config.codecs, modality, config.notes)
-    store = ResultStore(config.out_dir / RESULTS_FILE)
     options = {"perception": config.perception, "speech": config.speech, "vmaf": config.vmaf,
                "max_frames": config.max_frames}
+    _check_same_options(config.out_dir, {"modality": modality.name.lower()} | options)
+    store = ResultStore(config.out_dir / RESULTS_FILE)
     tasks = []
     for path in files:  # file-major, so each worker reuses its decoded reference
         rel = str(path.relative_to(config.data_dir))
@@ -91,6 +92,7 @@ def run_evaluation(config: EvalConfig) -> list[dict]:
                 key = json.dumps(setting, sort_keys=True)
                 if not store.done(rel, name, key):
                     tasks.append((str(path), rel, modality, name, key, options))
+    _note_missing_metrics(modality, config)
     skipped = len(files) * sum(len(s) for _, s in codecs) - len(tasks)
     if skipped:
         config.notes.append(f"resumed: {skipped} finished measurements were reused from {RESULTS_FILE}.")
@@ -111,5 +113,32 @@ def run_evaluation(config: EvalConfig) -> list[dict]:
     return [r for r in store.rows.values() if (r["file"], r["codec"], r["setting"]) in keys]
 
 
-def default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+def _note_missing_metrics(modality: Modality, config: EvalConfig) -> None:
+    """Say in the report which optional metrics could not run here, and why, instead of failing."""
+    missing: dict[str, str | None] = {}
+    if modality == Modality.AUDIO:
+        from ..metrics.audio import availability as audio_availability
+
+        missing |= audio_availability()
+    if config.perception:
+        from ..metrics.perception import availability as perception_availability
+
+        relevant = {Modality.IMAGE: ("classifier", "faces", "people"), Modality.AUDIO: ("asr",) if config.speech else ()}
+        missing |= {k: v for k, v in perception_availability().items() if k in relevant.get(modality, ())}
+    for name, reason in missing.items():
+        if reason:
+            config.notes.append(f"metric {name} not computed: {reason}")
+
+
+def _check_same_options(out_dir: Path, options: dict) -> None:
+    """Resuming mixes old and new rows, so both must have been measured the same way."""
+    path = out_dir / OPTIONS_FILE
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != options:
+            changed = ", ".join(k for k in options if previous.get(k) != options[k])
+            raise ValueError(f"{out_dir} holds results measured with other options ({changed}); "
+                             "use another --out folder or delete it")
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(options, indent=1) + "\n")

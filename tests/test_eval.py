@@ -63,6 +63,8 @@ def test_rerun_resumes_without_recomputing(image_report):
     out = eval_cli("data", "--codecs", "jpeg,webp", "--anchor", "jpeg", "--out", "report", cwd=root)
     assert out.returncode == 0 and "resumed" in out.stdout
     assert (root / "report" / "results.jsonl").read_text().count("\n") == before
+    other = eval_cli("data", "--codecs", "jpeg", "--no-perception", "--out", "report", cwd=root)
+    assert other.returncode == 2 and "other options (perception)" in other.stderr
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make test installs it)")
