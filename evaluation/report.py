@@ -196,7 +196,8 @@ def render_markdown(t: Tables) -> str:
         parts += ["## Notes", "", "\n".join(f"- {n}" for n in t.notes), ""]
     parts += ["## BD-rate against the anchor", "",
               "Negative: fewer bits than the anchor for the same quality (mean RD curves, piecewise cubic "
-              "interpolation in log rate).", "", _md_table(t.bd_header, t.bd_rows), ""]
+              "interpolation in log rate). – where the curves do not overlap or a mean curve is not monotone "
+              "in rate, so no BD-rate is defined.", "", _md_table(t.bd_header, t.bd_rows), ""]
     parts += ["## Rate-distortion curves", ""] + [f"![{title}](plots/{name})" for title, name, _ in t.plots] + [""]
     parts += ["## Mean over files, per codec and setting", "", _md_table(t.summary_header, t.summary_rows), ""]
     parts += ["## Per file", "", _md_table(t.file_header, t.file_rows), ""]
@@ -227,7 +228,8 @@ def render_html(t: Tables) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(t.title)}</title>"
             f"<style>{_STYLE}</style></head><body><h1>{html.escape(t.title)}</h1><ul>{info}</ul>"
             + (f"<h2>Notes</h2><ul class='notes'>{notes}</ul>" if notes else "")
-            + "<h2>BD-rate against the anchor</h2><p>Negative: fewer bits than the anchor for the same quality.</p>"
+            + "<h2>BD-rate against the anchor</h2><p>Negative: fewer bits than the anchor for the same quality (mean RD curves, piecewise cubic "
+            "interpolation in log rate). – where the curves do not overlap or a mean curve is not monotone in rate.</p>"
             + _html_table(t.bd_header, t.bd_rows, "bd")
             + f"<h2>Rate-distortion curves</h2><div class='plots'>{plots}</div>"
             + "<h2>Mean over files, per codec and setting</h2>" + _html_table(t.summary_header, t.summary_rows, "summary")

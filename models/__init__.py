@@ -1,2 +1,30 @@
-"""Neural transforms (analysis / synthesis networks, hyperpriors) that codecs compose with quantizers and
-entropy models. The image and audio models arrive with their codecs; see the README's roadmap."""
+"""Neural transforms (analysis / synthesis networks, hyperpriors, context models) that codecs compose with
+quantizers and entropy models.  Models register by name; each documents the paper it implements."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from torch import nn
+
+from .image import ImageModel, ImageModelConfig
+
+MODELS: dict[str, tuple[type[nn.Module], type]] = {"image": (ImageModel, ImageModelConfig)}
+
+
+def build_model(name: str, config: dict[str, Any] | None = None) -> nn.Module:
+    """Instantiate a registered model from a JSON-able config dict (unknown keys are an error)."""
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
+    model_cls, config_cls = MODELS[name]
+    config = dict(config or {})
+    known = {f.name for f in fields(config_cls)}
+    if unknown := set(config) - known:
+        raise ValueError(f"unknown {name} model options: {', '.join(sorted(unknown))}")
+    if "lambdas" in config:
+        config["lambdas"] = tuple(config["lambdas"])
+    return model_cls(config_cls(**config))
+
+
+__all__ = ["ImageModel", "ImageModelConfig", "MODELS", "build_model"]

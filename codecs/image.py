@@ -1,0 +1,122 @@
+"""The learned image codec: :class:`~polycodec.models.image.ImageModel` + the shared coder + the container.
+
+    image (C, H, W) in [0, 1] --pad to x64 (edge replicate)--> model.compress (one ANS stream)
+      --> .pcdc: header (size, channels, weights sha256) + PARAMS (quality, z grid) + DATA (symbols)
+
+Grayscale images are coded as three equal channels and decoded back to one.  RGBA and 16-bit inputs are
+refused by :func:`polycodec.media.read_image` before they get here.  Weights: the shipped ones
+(``codecs/weights/image/``, loaded by ``polycodec.load("image", quality=q)``) or any folder written by
+``polycodec export`` (``polycodec.load("image", weights="path/to/exported")``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import Tensor
+
+from ..bitstream import (ChunkType, ContainerReader, ContainerWriter, FormatError, Header, LimitError, MediaInfo,
+                         Modality, PayloadReader, PayloadWriter)
+from ..entropy import SymbolDecoder, SymbolEncoder
+from ..models import build_model
+from ..models.image import PAD
+from .base import StreamCodec, register_codec, sha256_file
+
+WEIGHTS = Path(__file__).parent / "weights" / "image"
+MAX_SIDE = 1 << 14  # 16384 px
+MAX_PIXELS = 1 << 23  # 8.4 Mpx: the synthesis transform's activations stay under ~3 GB; tiling is future work
+
+
+def _check_size(height: int, width: int, error: type[Exception] = ValueError) -> None:
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE and height * width <= MAX_PIXELS):
+        raise error(f"image of {width}x{height} px is outside this codec's limits "
+                    f"(sides 1..{MAX_SIDE}, at most {MAX_PIXELS} pixels)")
+
+
+def load_image_model(folder: Path):
+    """An exported model folder (model.safetensors + config.json) -> (model in eval mode, sha256)."""
+    folder = Path(folder)
+    weights, config_file = folder / "model.safetensors", folder / "config.json"
+    if not weights.is_file() or not config_file.is_file():
+        raise FileNotFoundError(f"{folder} has no model.safetensors + config.json (write one with `polycodec export`)")
+    config = json.loads(config_file.read_text())
+    model = build_model(config["model"], config["config"])
+    model.load_state_dict(load_file(str(weights)), strict=True)
+    return model.eval(), sha256_file(str(weights))
+
+
+@register_codec("image", Modality.IMAGE, "learned transform coding, hyperprior + channel/checkerboard context, "
+                "quality 1-6", sweep=tuple({"quality": q} for q in range(1, 7)))
+class ImageCodec(StreamCodec):
+    name = "image"
+    modality = Modality.IMAGE
+    version = 1
+
+    def __init__(self, quality: int = 3, weights: str | Path = WEIGHTS) -> None:
+        self.model, self._hash = load_image_model(Path(weights))
+        qualities = self.model.num_qualities
+        if not (isinstance(quality, int) and 1 <= quality <= qualities):
+            raise ValueError(f"quality must be an integer in 1..{qualities}, got {quality!r}")
+        self.quality = quality
+
+    @property
+    def weights_hash(self) -> bytes:
+        return self._hash
+
+    def encode(self, media: Tensor) -> bytes | list[bytes]:
+        """(C, H, W) -> bytes of one .pcdc stream; (B, C, H, W) -> one stream per image."""
+        if media.ndim == 4:
+            return [self.encode(image) for image in media]
+        image = self._check(media)
+        channels, height, width = image.shape
+        x = image.expand(3, -1, -1).unsqueeze(0)
+        padded = F.pad(x, (0, -width % PAD, 0, -height % PAD), mode="replicate")
+        encoder = SymbolEncoder()
+        with torch.no_grad():
+            z_h, z_w = self.model.compress(padded, self.quality - 1, encoder)
+        out = io.BytesIO()
+        header = Header(self.modality, self.name, self.version, self.weights_hash,
+                        MediaInfo(width=width, height=height, channels=channels, bit_depth=8))
+        with ContainerWriter(out, header) as writer:
+            writer.write_chunk(ChunkType.PARAMS, PayloadWriter().uint(self.quality).uint(z_h).uint(z_w).to_bytes())
+            writer.write_chunk(ChunkType.DATA, encoder.finish())
+        return out.getvalue()
+
+    @staticmethod
+    def _check(image: Tensor) -> Tensor:
+        if image.ndim != 3 or image.shape[0] not in (1, 3) or not image.is_floating_point():
+            raise ValueError(f"expected a float image (C, H, W) with C in {{1, 3}}, got {image.dtype} {tuple(image.shape)}")
+        _check_size(image.shape[1], image.shape[2])
+        if not torch.isfinite(image).all():
+            raise ValueError("image holds NaN or infinite values")
+        return torch.round(image.detach().float().cpu().clamp(0, 1) * 255) / 255
+
+    def decode(self, data: bytes | list[bytes]) -> Tensor | list[Tensor]:
+        """Bytes of one stream -> (C, H, W) in [0, 1] on the 8-bit grid; a list of streams -> a list."""
+        if isinstance(data, list):
+            return [self.decode(d) for d in data]
+        reader = ContainerReader(io.BytesIO(data))
+        self.check_header(reader.header)
+        media = reader.header.media
+        _check_size(media.height, media.width, LimitError)
+        chunks = list(reader)
+        if [c.type for c in chunks] != [ChunkType.PARAMS, ChunkType.DATA]:
+            raise FormatError("image stream must hold one PARAMS and one DATA chunk")
+        params = PayloadReader(chunks[0].payload, "image params")
+        quality, z_h, z_w = params.uint(self.model.num_qualities), params.uint(MAX_SIDE), params.uint(MAX_SIDE)
+        params.done()
+        if quality < 1 or media.channels not in (1, 3) or (z_h, z_w) != (-(-media.height // PAD), -(-media.width // PAD)):
+            raise FormatError("image params disagree with the header's image size")
+        decoder = SymbolDecoder(chunks[1].payload)
+        with torch.no_grad():
+            x_hat = self.model.decompress(decoder, quality - 1, (z_h, z_w))
+        decoder.finish()
+        image = x_hat[0, :, : media.height, : media.width].clamp(0, 1)
+        if media.channels == 1:
+            image = image.mean(dim=0, keepdim=True)
+        return torch.round(image * 255) / 255
