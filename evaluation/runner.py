@@ -33,6 +33,7 @@ class EvalConfig:
     vmaf: bool = True
     max_files: int | None = None
     max_frames: int | None = None
+    codec_options: dict[str, dict] = field(default_factory=dict)  # merged into every setting of that codec
     notes: list[str] = field(default_factory=list)
 
 
@@ -79,7 +80,8 @@ def resolve_codecs(names: list[str], modality: Modality, notes: list[str]) -> li
 def run_evaluation(config: EvalConfig) -> list[dict]:
     modality, files = discover(config.data_dir, config.modality)
     files = files[: config.max_files] if config.max_files else files
-    codecs = resolve_codecs(config.codecs, modality, config.notes)
+    codecs = [(name, [setting | config.codec_options.get(name, {}) for setting in sweep])
+              for name, sweep in resolve_codecs(config.codecs, modality, config.notes)]
     options = {"perception": config.perception, "speech": config.speech, "vmaf": config.vmaf,
                "max_frames": config.max_frames}
     _check_same_options(config.out_dir, {"modality": modality.name.lower()} | options)
