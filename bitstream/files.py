@@ -7,6 +7,12 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def write_atomic(path: str | os.PathLike, data: bytes, force: bool = False,
                  protect: tuple[str | os.PathLike, ...] = ()) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
@@ -23,6 +29,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, force: bool = False,
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
