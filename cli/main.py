@@ -18,6 +18,7 @@ from .. import __version__
 from ..bitstream import BitstreamError, ContainerReader, Limits
 from ..codecs import available_codecs
 from . import coding, evaluate
+from ..training import cli as training_cli
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     coding.add_parsers(sub)
     evaluate.add_parser(sub)
+    training_cli.add_parsers(sub)
     return parser
 
 

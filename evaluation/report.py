@@ -86,11 +86,20 @@ def bd_rates(curves: dict[str, list[dict]], modality: str, anchor: str) -> list[
 
 
 def _curve(points: list[dict], rate_key: str, metric: Metric) -> tuple[list[float], list[float]]:
-    """(rates, qualities) with lower-is-better metrics negated, so quality always rises with rate."""
+    """(rates, qualities) with lower-is-better metrics negated, so quality rises with rate.
+
+    Only the points that improve on every cheaper point are kept (the efficient frontier): settings a codec
+    caps (MP3 at low sample rates) or that buy nothing would otherwise make the curve non-monotone and
+    the BD-rate undefined.
+    """
     sign = 1 if metric.higher_is_better else -1
-    pts = [(p[rate_key], sign * p[metric.key]) for p in points
-           if math.isfinite(p[rate_key]) and math.isfinite(p.get(metric.key, math.nan))]
-    return [r for r, _ in pts], [q for _, q in pts]
+    pts = sorted((p[rate_key], sign * p[metric.key]) for p in points
+                 if math.isfinite(p[rate_key]) and math.isfinite(p.get(metric.key, math.nan)))
+    frontier: list[tuple[float, float]] = []
+    for rate, quality in pts:
+        if not frontier or (rate > frontier[-1][0] and quality > frontier[-1][1]):
+            frontier.append((rate, quality))
+    return [r for r, _ in frontier], [q for _, q in frontier]
 
 
 def plot_png(curves: dict[str, list[dict]], modality: str, metric: Metric) -> bytes:
@@ -196,8 +205,8 @@ def render_markdown(t: Tables) -> str:
         parts += ["## Notes", "", "\n".join(f"- {n}" for n in t.notes), ""]
     parts += ["## BD-rate against the anchor", "",
               "Negative: fewer bits than the anchor for the same quality (mean RD curves, piecewise cubic "
-              "interpolation in log rate). – where the curves do not overlap or a mean curve is not monotone "
-              "in rate, so no BD-rate is defined.", "", _md_table(t.bd_header, t.bd_rows), ""]
+              "interpolation in log rate, over each curve's efficient points: a setting that buys no quality over "
+              "a cheaper one is left out). – where the curves do not overlap, so no BD-rate is defined.", "", _md_table(t.bd_header, t.bd_rows), ""]
     parts += ["## Rate-distortion curves", ""] + [f"![{title}](plots/{name})" for title, name, _ in t.plots] + [""]
     parts += ["## Mean over files, per codec and setting", "", _md_table(t.summary_header, t.summary_rows), ""]
     parts += ["## Per file", "", _md_table(t.file_header, t.file_rows), ""]
@@ -229,7 +238,7 @@ def render_html(t: Tables) -> str:
             f"<style>{_STYLE}</style></head><body><h1>{html.escape(t.title)}</h1><ul>{info}</ul>"
             + (f"<h2>Notes</h2><ul class='notes'>{notes}</ul>" if notes else "")
             + "<h2>BD-rate against the anchor</h2><p>Negative: fewer bits than the anchor for the same quality (mean RD curves, piecewise cubic "
-            "interpolation in log rate). – where the curves do not overlap or a mean curve is not monotone in rate.</p>"
+            "interpolation in log rate, over each curve's efficient points). – where the curves do not overlap.</p>"
             + _html_table(t.bd_header, t.bd_rows, "bd")
             + f"<h2>Rate-distortion curves</h2><div class='plots'>{plots}</div>"
             + "<h2>Mean over files, per codec and setting</h2>" + _html_table(t.summary_header, t.summary_rows, "summary")

@@ -92,9 +92,11 @@ class ImageModel(nn.Module):
         self.h_s = nn.Sequential(ExactUpsample2x(nz, n), ExactUpsample2x(n, n), ExactConv2d(n, m, 3))
         self.slice_params = nn.ModuleList(
             SliceParameters(m, s * self.slice_width, self.slice_width) for s in range(c.slices))
-        levels = len(c.lambdas)
-        self.gain = nn.Parameter(torch.ones(levels, m))
-        self.inverse_gain = nn.Parameter(torch.ones(levels, m))
+        # Start each level's gain where an MSE-optimal quantizer step would put it (step ~ 1 / sqrt(lambda)),
+        # so the levels differ from step 0 instead of having to drift apart during training.
+        start = torch.tensor(c.lambdas).div(c.lambdas[len(c.lambdas) // 2]).sqrt().unsqueeze(1).expand(-1, m)
+        self.gain = nn.Parameter(start.clone())
+        self.inverse_gain = nn.Parameter(1 / start)
         self.register_buffer("lambdas", torch.tensor(c.lambdas), persistent=False)
         self.z_model = FactorizedPrior(nz)
         self.y_model = GaussianConditional()

@@ -1,0 +1,95 @@
+"""Training checkpoint -> shippable model folder, and back to a model.
+
+    OUT_DIR/model.safetensors   the model's state_dict (entropy tables included), contiguous CPU tensors
+    OUT_DIR/config.json         {"model", "config", "format": 1, "recipe", "steps"}
+
+What ships is safetensors + JSON only: no pickle is ever read at load time.  Reading the *training*
+checkpoint is the one place a pickle is opened, and it is opened with ``torch.load(weights_only=True)``:
+torch's restricted unpickler, which admits tensors and plain containers only.  Lightning checkpoints written
+by :mod:`.train` contain nothing else (hyper-parameters are saved as a plain dict of plain values), so this
+works without ever allowing arbitrary code; a checkpoint that needs more is refused, not trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save
+from torch import nn
+
+from ..bitstream.files import write_atomic
+from ..models import build_model
+
+FORMAT = 1
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A Lightning checkpoint as a dict, through torch's restricted (weights-only) unpickler."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError or RuntimeError, with advice we do not want taken
+        raise ValueError(f"{path} is not a training checkpoint that loads with weights_only=True ({type(exc).__name__}:"
+                         f" {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a :class:`~polycodec.training.module.RateDistortionModule` checkpoint holds."""
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or "model_name" not in hparams or "state_dict" not in checkpoint:
+        raise ValueError("checkpoint was not written by `polycodec train` (no model hyper-parameters)")
+    model = build_model(hparams["model_name"], hparams.get("model_config") or {})
+    prefix = "model."
+    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    model.load_state_dict(state, strict=True)
+    return model, hparams
+
+
+def export(checkpoint_path: str | Path, out_dir: str | Path, force: bool = False) -> Path:
+    """Write ``out_dir/model.safetensors`` + ``config.json`` from a training checkpoint; returns ``out_dir``."""
+    out_dir = Path(out_dir)
+    for name in (WEIGHTS, CONFIG):
+        if (out_dir / name).exists() and not force:
+            raise FileExistsError(f"{out_dir / name} exists; pass --force to replace it")
+    checkpoint = load_checkpoint(checkpoint_path)
+    model, hparams = model_from_checkpoint(checkpoint)
+    model.eval()
+    model.update()  # integer entropy tables, built once here and shipped as buffers in the state_dict
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"model": hparams["model_name"], "config": model.config_dict(), "format": FORMAT,
+            "recipe": hparams.get("recipe"), "steps": int(checkpoint.get("global_step", 0))}
+    # Weights first, config last: a folder with a config.json is a complete export.
+    write_atomic(out_dir / WEIGHTS, save(tensors, metadata={"format": str(FORMAT)}), force=True)
+    write_atomic(out_dir / CONFIG, (json.dumps(meta, indent=2) + "\n").encode(), force=True)
+    _readable(out_dir / WEIGHTS, out_dir / CONFIG)
+    return out_dir
+
+
+def _readable(*paths: Path) -> None:
+    """Atomic writes go through private (0600) temporary files; an export is meant to be shared, so give it
+    the permissions an ordinary new file would have under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in paths:
+        os.chmod(path, 0o666 & ~umask)
+
+
+def load_exported(out_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """An exported folder -> the model, strict state load, in eval mode (ready for compress/decompress)."""
+    out_dir = Path(out_dir)
+    weights, config_file = out_dir / WEIGHTS, out_dir / CONFIG
+    if not weights.is_file() or not config_file.is_file():
+        raise FileNotFoundError(f"{out_dir} has no {WEIGHTS} + {CONFIG} (write one with `polycodec export`)")
+    meta = json.loads(config_file.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{config_file}: export format {meta.get('format')!r} is not {FORMAT}")
+    model = build_model(meta["model"], meta["config"])
+    model.load_state_dict(load_file(str(weights), device=str(device)), strict=True)
+    return model.to(device).eval()

@@ -1,0 +1,109 @@
+"""Run a recipe: data module + model module + Lightning trainer with checkpoints and logs.
+
+    OUT/checkpoints/step0001000.ckpt ... last.ckpt   resumable (Lightning's own format)
+    OUT/logs/version_N/metrics.csv                   one row per logged step
+    OUT/tensorboard/version_N/                       when tensorboard is installed
+    OUT/recipe.yaml                                  the resolved recipe of the latest run
+
+Multi-process runs use Lightning's strategies as they are: with ``strategy: ddp`` the launcher re-executes the
+same command line in one child process per extra device, and each process comes through here again.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import warnings
+from pathlib import Path
+
+import lightning as L
+import yaml
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+
+from .data import ImageFolderDataModule
+from .module import RateDistortionModule
+
+
+# Lightning warnings that do not apply here, silenced during fit:
+QUIET = [
+    # checkpoints taken every N steps under manual optimization hold the weights *after* the step: exactly what
+    # is wanted (the checkpoint of step N is the model trained for N steps);
+    "Using ModelCheckpoint with manual optimization",
+    # a resumed run cannot replay the rest of the interrupted epoch: samples are random crops anyway, and an
+    # epoch is only samples_per_epoch of them.
+    "You're resuming from a checkpoint that ended before the epoch ended",
+]
+
+
+class SaveRecipe(Callback):
+    """Write the resolved recipe next to the checkpoints (global rank 0 only)."""
+
+    def __init__(self, recipe: dict, path: Path) -> None:
+        self.recipe, self.path = recipe, path
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.is_global_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(yaml.safe_dump(self.recipe, sort_keys=False))
+
+
+class Checkpoints(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, plus: ``last.ckpt`` is always the final state.  Lightning writes it only at
+    checkpoint steps, so a run whose max_steps is not a multiple of checkpoint_every would end with an older
+    last.ckpt (or, when no checkpoint step was reached, a second "last-v1.ckpt")."""
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))  # on every rank; one writes
+        else:
+            super().on_train_end(trainer, pl_module)
+
+
+def build(config: dict) -> tuple[L.Trainer, RateDistortionModule, ImageFolderDataModule]:
+    """Trainer, module and data module for a validated recipe (see :mod:`.config`)."""
+    data_cfg, optim, run = config["data"], config["optim"], config["trainer"]
+    out = Path(config["out"])
+    L.seed_everything(run["seed"], workers=True, verbose=False)
+    data = ImageFolderDataModule(seed=run["seed"], **data_cfg)
+    data.check()  # a missing or empty folder fails here, before any process is launched
+    module = RateDistortionModule(config["model"]["name"], config["model"]["config"], lr=optim["lr"],
+                                  aux_lr=optim["aux_lr"], clip=optim["clip"], milestones=optim["milestones"],
+                                  gamma=optim["gamma"], seed=run["seed"],
+                                  recipe=copy.deepcopy(config))  # no shared objects: no YAML anchors in hparams
+    keep = run["keep_checkpoints"]
+    checkpoints = Checkpoints(
+        dirpath=out / "checkpoints", filename="step{step:07d}", auto_insert_metric_name=False,
+        every_n_train_steps=run["checkpoint_every"], save_last=True,
+        # A new run in an old folder replaces its files: last.ckpt is always the run to --resume from.
+        enable_version_counter=False,
+        # "step" is always among the monitored candidates: top-k by step keeps the newest k.
+        save_top_k=keep, monitor="step" if keep != 0 else None, mode="max")
+    loggers: list[Logger] = [CSVLogger(out, name="logs")]
+    if importlib.util.find_spec("tensorboard") is not None:
+        loggers.append(TensorBoardLogger(out, name="tensorboard", default_hp_metric=False))
+    # Validation every N steps across epochs (epochs are an artefact of samples_per_epoch here), or never.
+    schedule = (dict(val_check_interval=run["val_every"], check_val_every_n_epoch=None) if data.val_count
+                else dict(limit_val_batches=0))
+    trainer = L.Trainer(
+        max_steps=run["max_steps"], max_epochs=-1, accelerator=run["accelerator"], devices=run["devices"],
+        strategy=run["strategy"], precision=run["precision"], default_root_dir=out, logger=loggers,
+        callbacks=[checkpoints, SaveRecipe(config, out / "recipe.yaml")], log_every_n_steps=run["log_every"],
+        num_sanity_val_steps=0, enable_progress_bar=run["progress_bar"], **schedule)
+    return trainer, module, data
+
+
+def train(config: dict, resume: str | Path | None = None) -> L.Trainer:
+    """Train (or resume from a Lightning checkpoint, continuing its step count); returns the trainer."""
+    if resume is not None and not Path(resume).is_file():
+        raise FileNotFoundError(f"checkpoint {resume} does not exist")
+    trainer, module, data = build(config)
+    # A resumed run writes into its own checkpoint folder on purpose.
+    quiet = QUIET + (["Checkpoint directory .* exists and is not empty"] if resume is not None else [])
+    with warnings.catch_warnings():
+        for message in quiet:
+            warnings.filterwarnings("ignore", message=message)
+        # weights_only: even resuming reads the checkpoint with torch's restricted unpickler (ours need no more).
+        trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume is not None else None,
+                    weights_only=True)
+    return trainer
