@@ -5,6 +5,8 @@
     polycodec encode IN... [OUT] [options]  media -> .pcdc
     polycodec decode IN... [OUT] [options]  .pcdc -> media
     polycodec eval DATA_DIR [options]       rate-distortion report against classical codecs
+    polycodec train --config FILE [options] rate-distortion training (Lightning)
+    polycodec export CHECKPOINT OUT_DIR     trained checkpoint -> shippable weights folder
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="polycodec",
         description="Neural codecs for images, audio and video, writing versioned .pcdc streams.",
-        epilog="Examples:\n  polycodec list\n  polycodec encode feats.npy feats.pcdc --codec tensor --step 0.01\n"
+        epilog="Examples:\n  polycodec list\n  polycodec encode photo.png photo.pcdc --quality 4\n"
+               "  polycodec decode photo.pcdc restored.png\n"
+               "  polycodec encode feats.npy feats.pcdc --codec tensor --step 0.01\n"
                "  polycodec info feats.pcdc\n  polycodec decode feats.pcdc restored.npy\n"
                "See docs/cli.md for every option.",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -12,18 +12,15 @@ refused by :func:`polycodec.media.read_image` before they get here.  Weights: th
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import Tensor
 
 from ..bitstream import (ChunkType, ContainerReader, ContainerWriter, FormatError, Header, LimitError, MediaInfo,
                          Modality, PayloadReader, PayloadWriter)
 from ..entropy import SymbolDecoder, SymbolEncoder
-from ..models import build_model
 from ..models.image import PAD
 from .base import StreamCodec, register_codec, sha256_file
 
@@ -39,15 +36,10 @@ def _check_size(height: int, width: int, error: type[Exception] = ValueError) ->
 
 
 def load_image_model(folder: Path):
-    """An exported model folder (model.safetensors + config.json) -> (model in eval mode, sha256)."""
-    folder = Path(folder)
-    weights, config_file = folder / "model.safetensors", folder / "config.json"
-    if not weights.is_file() or not config_file.is_file():
-        raise FileNotFoundError(f"{folder} has no model.safetensors + config.json (write one with `polycodec export`)")
-    config = json.loads(config_file.read_text())
-    model = build_model(config["model"], config["config"])
-    model.load_state_dict(load_file(str(weights)), strict=True)
-    return model.eval(), sha256_file(str(weights))
+    """An exported model folder (``polycodec export``) -> (model in eval mode, sha256 of its weights)."""
+    from ..training.export import WEIGHTS as WEIGHTS_FILE, load_exported
+
+    return load_exported(folder), sha256_file(str(Path(folder) / WEIGHTS_FILE))
 
 
 @register_codec("image", Modality.IMAGE, "learned transform coding, hyperprior + channel/checkerboard context, "

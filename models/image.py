@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
-from compressai.layers import GDN
 from torch import Tensor, nn
 
 from ..entropy import FactorizedPrior, GaussianConditional, SymbolDecoder, SymbolEncoder
@@ -81,6 +80,8 @@ class ImageModel(nn.Module):
     def __init__(self, config: ImageModelConfig | None = None) -> None:
         super().__init__()
         self.config = c = config or ImageModelConfig()
+        from compressai.layers import GDN  # here, not at import: compressai takes seconds to import
+
         n, m, nz = c.channels, c.latent, c.hyper_latent
         if m % c.slices:
             raise ValueError("latent channels must split evenly into slices")
