@@ -58,7 +58,13 @@ class ExactConv2d(nn.Module):
         return to_grid(self.weight * self.mask, WEIGHT_BITS, WEIGHT_LIMIT)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x on the activation grid (B, C, H, W) -> (B, C', H, W) on the activation grid."""
+        """x on the activation grid (B, C, H, W) -> (B, C', H, W) on the activation grid.
+
+        Training (or any pass that needs gradients) runs the fake-quantized float32 path; inference under
+        ``torch.no_grad()`` runs the exact one.  Inputs beyond the activation range are clamped in both, which
+        bounds every sum of the exact path far below 2^53.
+        """
+        x = x.clamp(-ACT_LIMIT, ACT_LIMIT)
         if self.training or torch.is_grad_enabled():
             y = F.conv2d(x, self.quantized_weight(), to_grid(self.bias), padding=self.kernel_size // 2)
             y = to_grid(y)
