@@ -16,6 +16,7 @@ import torch
 from ..bitstream import Modality
 from ..codecs import load
 from ..media import read_audio, read_image, read_video
+from ..metrics.rate import bits_per_element
 
 
 @lru_cache(maxsize=16)
@@ -56,17 +57,16 @@ def measure(path: str, relname: str, modality: Modality, codec: str, setting: st
 
 
 def _rate(modality: Modality, media, num_bytes: int) -> dict:
-    bits = 8 * num_bytes
     if modality == Modality.IMAGE:
         image = media[0]
-        return {"bpp": bits / (image.shape[-1] * image.shape[-2])}
+        return {"bpp": bits_per_element(num_bytes, image.shape[-1] * image.shape[-2])}
     if modality == Modality.AUDIO:
         waveform, rate = media
-        return {"kbps": bits / (waveform.shape[-1] / rate) / 1000}
+        return {"kbps": 8 * num_bytes / (waveform.shape[-1] / rate) / 1000}
     frames, fps = media
-    pixels = frames.shape[0] * frames.shape[-1] * frames.shape[-2]
-    return {"bpp": bits / pixels, "bits_per_frame": bits / frames.shape[0],
-            "kbps": bits / (frames.shape[0] / fps) / 1000}
+    return {"bpp": bits_per_element(num_bytes, frames.shape[0] * frames.shape[-1] * frames.shape[-2]),
+            "bits_per_frame": bits_per_element(num_bytes, frames.shape[0]),
+            "kbps": 8 * num_bytes / (frames.shape[0] / fps) / 1000}
 
 
 def _image_metrics(media, decoded, options: dict) -> dict:
