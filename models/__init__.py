@@ -8,9 +8,11 @@ from typing import Any
 
 from torch import nn
 
+from .audio import AudioModel, AudioModelConfig
 from .image import ImageModel, ImageModelConfig
 
-MODELS: dict[str, tuple[type[nn.Module], type]] = {"image": (ImageModel, ImageModelConfig)}
+MODELS: dict[str, tuple[type[nn.Module], type]] = {"image": (ImageModel, ImageModelConfig),
+                                                   "audio": (AudioModel, AudioModelConfig)}
 
 
 def build_model(name: str, config: dict[str, Any] | None = None) -> nn.Module:
@@ -22,9 +24,10 @@ def build_model(name: str, config: dict[str, Any] | None = None) -> nn.Module:
     known = {f.name for f in fields(config_cls)}
     if unknown := set(config) - known:
         raise ValueError(f"unknown {name} model options: {', '.join(sorted(unknown))}")
-    if "lambdas" in config:
-        config["lambdas"] = tuple(config["lambdas"])
+    for key, value in config.items():
+        if isinstance(value, list):  # JSON / YAML lists -> the tuples frozen configs hold
+            config[key] = tuple(value)
     return model_cls(config_cls(**config))
 
 
-__all__ = ["ImageModel", "ImageModelConfig", "MODELS", "build_model"]
+__all__ = ["AudioModel", "AudioModelConfig", "ImageModel", "ImageModelConfig", "MODELS", "build_model"]

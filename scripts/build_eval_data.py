@@ -24,6 +24,7 @@ SENTENCES = ["The quick brown fox jumps over the lazy dog.",
              "Six spoons of fresh snow peas, five thick slabs of blue cheese.",
              "We also need a small plastic snake and a big toy frog for the kids."]
 VOICES = ["en-us", "en-gb"]
+FLITE_VOICE = "slt"  # flite's female US voice: a second, statistical-parametric speech set, never trained on
 VIDEOS = ["bikes.mp4", "bigbuckbunny.mp4"]
 VIDEO_FRAMES = 32
 
@@ -64,6 +65,16 @@ def build_speech(out: Path) -> None:
             target = out / "speech" / f"{voice}_{s}.wav"
             run("espeak-ng", "-v", voice, "-w", str(target), text)
             target.with_suffix(".txt").write_text(text + "\n")
+
+
+def build_speech_flite(out: Path) -> None:
+    if not shutil.which("flite"):
+        run("apt-get", "install", "-y", "-qq", "flite")
+    (out / "speech-flite").mkdir(parents=True, exist_ok=True)
+    for s, text in enumerate(SENTENCES):
+        target = out / "speech-flite" / f"{FLITE_VOICE}_{s}.wav"
+        run("flite", "-voice", FLITE_VOICE, "-t", text, "-o", str(target))
+        target.with_suffix(".txt").write_text(text + "\n")
 
 
 def build_video(out: Path, work: Path) -> None:
@@ -107,6 +118,7 @@ def main() -> None:
         build_images(out, work)
         build_music(out, work)
         build_speech(out)
+        build_speech_flite(out)
         build_video(out, work)
     for kind in sorted(p for p in out.iterdir() if p.is_dir()):
         files = [f for f in kind.iterdir() if f.suffix != ".txt"]

@@ -26,6 +26,11 @@ DEFAULTS: dict[str, Any] = {
         "val_crop": 256,  # validation centre crop (largest multiple of 64 up to this; null: whole image)
         "samples_per_epoch": 1000,  # crops per epoch: small folders would otherwise make epochs of 2 batches
         "cache": True,  # keep decoded images in memory (per process); turn off for large folders
+        "segment": 24000,  # audio models: training segment in samples
+    },
+    "loss": {  # audio models: weights of the reconstruction terms (training/audio.py)
+        "mel": 1.0,
+        "complex": 1.0,
     },
     "optim": {
         "lr": 1.0e-4,  # main parameters (Adam)

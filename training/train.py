@@ -21,6 +21,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
+from .audio import AudioCodecModule, AudioDataModule
 from .data import ImageFolderDataModule
 from .module import RateDistortionModule
 
@@ -60,17 +61,29 @@ class Checkpoints(ModelCheckpoint):
             super().on_train_end(trainer, pl_module)
 
 
-def build(config: dict) -> tuple[L.Trainer, RateDistortionModule, ImageFolderDataModule]:
+def modules_for(config: dict) -> tuple[L.LightningModule, L.LightningDataModule]:
+    """The Lightning module and data module of the recipe's model kind: image (rate-distortion on crops) or
+    audio (reconstruction at fixed code rates, on segments)."""
+    data_cfg, optim, seed, name = config["data"], config["optim"], config["trainer"]["seed"], config["model"]["name"]
+    recipe = copy.deepcopy(config)  # no shared objects: no YAML anchors in hparams
+    common = dict(lr=optim["lr"], clip=optim["clip"], milestones=optim["milestones"], gamma=optim["gamma"],
+                  seed=seed, recipe=recipe)
+    if name == "audio":
+        module = AudioCodecModule(name, config["model"]["config"], mel_weight=config["loss"]["mel"],
+                                  complex_weight=config["loss"]["complex"], **common)
+        data = AudioDataModule(seed=seed, sample_rate=module.model.config.sample_rate, **data_cfg)
+        return module, data
+    data = ImageFolderDataModule(seed=seed, **{k: v for k, v in data_cfg.items() if k != "segment"})
+    return RateDistortionModule(name, config["model"]["config"], aux_lr=optim["aux_lr"], **common), data
+
+
+def build(config: dict) -> tuple[L.Trainer, L.LightningModule, L.LightningDataModule]:
     """Trainer, module and data module for a validated recipe (see :mod:`.config`)."""
-    data_cfg, optim, run = config["data"], config["optim"], config["trainer"]
+    run = config["trainer"]
     out = Path(config["out"])
     L.seed_everything(run["seed"], workers=True, verbose=False)
-    data = ImageFolderDataModule(seed=run["seed"], **data_cfg)
+    module, data = modules_for(config)
     data.check()  # a missing or empty folder fails here, before any process is launched
-    module = RateDistortionModule(config["model"]["name"], config["model"]["config"], lr=optim["lr"],
-                                  aux_lr=optim["aux_lr"], clip=optim["clip"], milestones=optim["milestones"],
-                                  gamma=optim["gamma"], seed=run["seed"],
-                                  recipe=copy.deepcopy(config))  # no shared objects: no YAML anchors in hparams
     keep = run["keep_checkpoints"]
     checkpoints = Checkpoints(
         dirpath=out / "checkpoints", filename="step{step:07d}", auto_insert_metric_name=False,
@@ -85,11 +98,12 @@ def build(config: dict) -> tuple[L.Trainer, RateDistortionModule, ImageFolderDat
     # Validation every N steps across epochs (epochs are an artefact of samples_per_epoch here), or never.
     schedule = (dict(val_check_interval=run["val_every"], check_val_every_n_epoch=None) if data.val_count
                 else dict(limit_val_batches=0))
+    clip = dict(gradient_clip_val=config["optim"]["clip"] or None) if module.automatic_optimization else {}
     trainer = L.Trainer(
         max_steps=run["max_steps"], max_epochs=-1, accelerator=run["accelerator"], devices=run["devices"],
         strategy=run["strategy"], precision=run["precision"], default_root_dir=out, logger=loggers,
         callbacks=[checkpoints, SaveRecipe(config, out / "recipe.yaml")], log_every_n_steps=run["log_every"],
-        num_sanity_val_steps=0, enable_progress_bar=run["progress_bar"], **schedule)
+        num_sanity_val_steps=0, enable_progress_bar=run["progress_bar"], **schedule, **clip)
     return trainer, module, data
 
 

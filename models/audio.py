@@ -1,0 +1,353 @@
+"""A streaming spectral-frame audio codec model: causal ConvNeXt stacks at the frame rate around a residual
+quantizer, with an STFT front end and an inverse-STFT back end (the decoder head of Vocos, Siuzdak 2023, in
+the RVQ codec setting of SoundStream / EnCodec; compressed-complex spectra as in MP-SENet / APCodec).
+
+    waveform (B, N) at 24 kHz
+      --frame: window 2*hop, stride hop, sqrt-Hann; frame t covers samples [(t-1)*hop, (t+1)*hop)-->
+      rfft -> compressed complex |X|^0.3 e^{i angle X}: (B, T, 2*(hop+1))
+      --encoder: Linear -> ConvNeXt blocks (causal depthwise conv over frames) -> Linear--> (B, T, latent)
+      --residual quantizer (RVQ with dropout | residual FSQ | grouped RVQ)--> codes (B, T, Q)
+      --decoder: Linear -> ConvNeXt blocks -> Linear--> compressed complex spectrum (B, T, 2*(hop+1))
+      --decompress, irfft, sqrt-Hann, overlap-add--> waveform (B, N)
+
+Why frames: every network layer runs at 75 Hz instead of 24 kHz, so encode and decode cost a few million
+multiply-adds per frame and run far faster than real time on two CPU cores, and a sqrt-Hann analysis /
+synthesis pair at 50 % overlap reconstructs perfectly, so the decoder only has to learn the spectrum.
+
+Streaming: every layer is causal over frames (frame t sees frames <= t), and the framing and overlap-add
+keep one hop of samples as state.  Inside ``with model.streaming():`` the same modules keep that state
+across calls, so :class:`StreamEncoder` / :class:`StreamDecoder` process a file chunk by chunk and give the
+same output as the one-shot :meth:`AudioModel.encode` / :meth:`AudioModel.decode` (up to float rounding).
+Latency: two hops (26.7 ms): a hop of samples is final once the next frame has been decoded.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from ..entropy import CategoricalPrior
+from ..quantizers import GroupedResidualQuantizer, ResidualFSQ, ResidualQuantizer, ResidualVQ
+
+COMPRESS = 0.3  # spectral magnitude exponent of the frame representation
+
+
+@dataclass(frozen=True)
+class AudioModelConfig:
+    sample_rate: int = 24000
+    hop: int = 320  # samples per frame: 75 frames per second at 24 kHz
+    channels: int = 256  # width of the encoder and decoder
+    encoder_blocks: int = 4
+    decoder_blocks: int = 6
+    kernel: int = 7  # causal depthwise convolution over frames
+    expansion: int = 3  # pointwise MLP width, as a multiple of channels
+    latent: int = 128
+    quantizer: str = "rvq"  # rvq | rfsq | grvq
+    codebook_size: int = 1024  # rvq / grvq; rfsq uses prod(fsq_levels)
+    codebook_dim: int = 16  # rvq / grvq: low-dimensional cosine lookup (DAC's factorized codes)
+    num_quantizers: int = 16  # stages (per group for grvq)
+    groups: int = 2  # grvq only
+    fsq_levels: tuple[int, ...] = (8, 5, 5, 5)  # rfsq only: 1000 codes per stage
+    bitrates: tuple[float, ...] = (1.5, 3.0, 6.0, 12.0)  # kbps the model is trained for (before entropy coding)
+
+
+class StreamingModule(nn.Module):
+    """A module that can keep state between calls while ``streaming`` is on (see :meth:`AudioModel.streaming`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streaming = False
+        self.state: Tensor | None = None
+
+    def reset(self) -> None:
+        self.state = None
+
+
+class CausalDepthwiseConv(StreamingModule):
+    """(B, C, T) -> (B, C, T); output t sees inputs t-kernel+1 .. t.  State: the last kernel-1 inputs."""
+
+    def __init__(self, channels: int, kernel: int) -> None:
+        super().__init__()
+        self.context = kernel - 1
+        self.conv = nn.Conv1d(channels, channels, kernel, groups=channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.streaming:
+            return self.conv(F.pad(x, (self.context, 0)))
+        past = self.state if self.state is not None else x.new_zeros(x.shape[0], x.shape[1], self.context)
+        x = torch.cat([past, x], dim=-1)
+        self.state = x[..., x.shape[-1] - self.context:].detach()
+        return self.conv(x)
+
+
+class ConvNeXtBlock(nn.Module):
+    """Causal ConvNeXt block (Liu et al. 2022, 1-D as in Vocos): depthwise conv, LayerNorm, pointwise MLP, scaled
+    residual.  x (B, T, C) -> (B, T, C)."""
+
+    def __init__(self, channels: int, kernel: int, expansion: int) -> None:
+        super().__init__()
+        self.mix = CausalDepthwiseConv(channels, kernel)
+        self.norm = nn.LayerNorm(channels)
+        self.up = nn.Linear(channels, expansion * channels)
+        self.down = nn.Linear(expansion * channels, channels)
+        self.scale = nn.Parameter(torch.full((channels,), 0.1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = rearrange(self.mix(rearrange(x, "b t c -> b c t")), "b c t -> b t c")
+        return x + self.scale * self.down(F.gelu(self.up(self.norm(y))))
+
+
+class FrameStack(nn.Module):
+    """Linear -> ConvNeXt blocks -> LayerNorm -> Linear, all per frame except the causal convolutions."""
+
+    def __init__(self, dim_in: int, channels: int, dim_out: int, blocks: int, kernel: int, expansion: int) -> None:
+        super().__init__()
+        self.proj_in = nn.Linear(dim_in, channels)
+        self.blocks = nn.Sequential(*(ConvNeXtBlock(channels, kernel, expansion) for _ in range(blocks)))
+        self.norm = nn.LayerNorm(channels)
+        self.proj_out = nn.Linear(channels, dim_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj_out(self.norm(self.blocks(self.proj_in(x))))
+
+
+class Framer(StreamingModule):
+    """Waveform (B, n*hop) -> compressed complex spectra (B, n, 2*(hop+1)).  State: the last hop samples."""
+
+    def __init__(self, hop: int) -> None:
+        super().__init__()
+        self.hop = hop
+        self.register_buffer("window", torch.hann_window(2 * hop, periodic=True).sqrt(), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] % self.hop:
+            raise ValueError(f"framing needs a multiple of {self.hop} samples, got {x.shape[-1]}")
+        past = self.state if self.streaming and self.state is not None else x.new_zeros(x.shape[0], self.hop)
+        x = torch.cat([past, x], dim=-1)
+        if self.streaming:
+            self.state = x[:, -self.hop:].detach()
+        frames = x.unfold(-1, 2 * self.hop, self.hop) * self.window  # (B, n, 2*hop)
+        spectrum = torch.fft.rfft(frames, dim=-1)
+        magnitude = spectrum.abs().clamp_min(1e-8)
+        compressed = spectrum * magnitude.pow(COMPRESS - 1)
+        return torch.cat([compressed.real, compressed.imag], dim=-1)
+
+
+class OverlapAdd(StreamingModule):
+    """Compressed complex spectra (B, n, 2*(hop+1)) -> waveform (B, n*hop), lagging one hop: the first hop
+    returned is the one *before* the first frame's centre.  State: the second half of the last frame."""
+
+    MAX_MAGNITUDE = 1e3  # decompressed |X| is clamped here: a wild output must not overflow the waveform
+
+    def __init__(self, hop: int) -> None:
+        super().__init__()
+        self.hop = hop
+        self.register_buffer("window", torch.hann_window(2 * hop, periodic=True).sqrt(), persistent=False)
+
+    def forward(self, spectra: Tensor) -> Tensor:
+        real, imag = spectra.chunk(2, dim=-1)
+        compressed = torch.complex(real, imag)
+        magnitude = compressed.abs().clamp_min(1e-8)
+        gain = magnitude.pow(1 / COMPRESS - 1).clamp_max(self.MAX_MAGNITUDE / magnitude)
+        frames = torch.fft.irfft(compressed * gain, n=2 * self.hop, dim=-1) * self.window  # (B, n, 2*hop)
+        batch, n, _ = frames.shape
+        halves = frames.reshape(batch, n, 2, self.hop)
+        past = self.state if self.streaming and self.state is not None else frames.new_zeros(batch, 1, self.hop)
+        # Sample block t = first half of frame t + second half of frame t-1.
+        tails = torch.cat([past, halves[:, :, 1]], dim=1)
+        if self.streaming:
+            self.state = tails[:, -1:].detach()
+        return (halves[:, :, 0] + tails[:, :-1]).reshape(batch, n * self.hop)
+
+
+class AudioModel(nn.Module):
+    """See the module docstring.  ``forward`` trains; ``encode`` / ``decode`` (and the streaming classes) code."""
+
+    def __init__(self, config: AudioModelConfig = AudioModelConfig()) -> None:
+        super().__init__()
+        self.config = c = config
+        bins = 2 * (c.hop + 1)
+        self.framer = Framer(c.hop)
+        self.encoder = FrameStack(bins, c.channels, c.latent, c.encoder_blocks, c.kernel, c.expansion)
+        self.quantizer = self._build_quantizer(c)
+        self.decoder = FrameStack(c.latent, c.channels, bins, c.decoder_blocks, c.kernel, c.expansion)
+        self.overlap_add = OverlapAdd(c.hop)
+        # One categorical table per codebook (stage x group), fitted to code counts gathered while training.
+        tables = c.num_quantizers * self.codebooks_per_stage
+        self.prior = CategoricalPrior(self.codebook_size, tables)
+        self.register_buffer("code_counts", torch.zeros(tables, self.codebook_size))
+        for kbps in c.bitrates:
+            self.stages_for(kbps)  # every served bitrate must map onto whole stages
+
+    @staticmethod
+    def _build_quantizer(c: AudioModelConfig) -> nn.Module:
+        vq = dict(codebook_dim=c.codebook_dim, cosine=True, kmeans_init=True)
+        if c.quantizer == "rvq":
+            return ResidualVQ(c.latent, c.codebook_size, c.num_quantizers, dropout=False, **vq)
+        if c.quantizer == "rfsq":
+            return ResidualFSQ(c.latent, list(c.fsq_levels), c.num_quantizers, dropout=False)
+        if c.quantizer == "grvq":
+            return GroupedResidualQuantizer(
+                c.latent, c.groups, lambda d: ResidualVQ(d, c.codebook_size, c.num_quantizers, dropout=False, **vq))
+        raise ValueError(f"quantizer must be rvq, rfsq or grvq, got {c.quantizer!r}")
+
+    # -- rates ---------------------------------------------------------------------------------------------
+    @property
+    def frame_rate(self) -> float:
+        return self.config.sample_rate / self.config.hop
+
+    @property
+    def codebook_size(self) -> int:
+        return math.prod(self.config.fsq_levels) if self.config.quantizer == "rfsq" else self.config.codebook_size
+
+    @property
+    def codebooks_per_stage(self) -> int:
+        return self.config.groups if self.config.quantizer == "grvq" else 1
+
+    def stages_for(self, kbps: float) -> int:
+        """Residual stages that make ``kbps`` at raw (fixed-length) code cost: 1.5 kbps = 2 stages of 1024 codes."""
+        per_stage = self.codebooks_per_stage * math.log2(self.codebook_size) * self.frame_rate / 1000
+        stages = round(kbps / per_stage)
+        if not 1 <= stages <= self.config.num_quantizers or abs(stages * per_stage - kbps) > 0.05 * kbps:
+            served = ", ".join(f"{s * per_stage:g}" for s in range(1, self.config.num_quantizers + 1))
+            raise ValueError(f"{kbps} kbps is not a whole number of stages; this model serves {served} kbps")
+        return stages
+
+    def config_dict(self) -> dict:
+        out = asdict(self.config)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    # -- training --------------------------------------------------------------------------------------------
+    def forward(self, x: Tensor, num_stages: int | None = None) -> dict[str, Tensor]:
+        """x (B, N) with N a multiple of hop -> x_hat (B, N), commitment loss, codes.
+
+        Quantizer dropout: training runs pick ``num_stages`` among the served bitrates' stage counts (under DDP
+        every rank must pick the same, see :mod:`polycodec.training.audio`); the default is all stages."""
+        num_stages = num_stages or self.config.num_quantizers
+        latent = self.encoder(self.framer(F.pad(x, (0, self.config.hop))))  # + the frame closing the last hop
+        out = self.quantizer(latent, num_stages)
+        x_hat = self.overlap_add(self.decoder(out.quantized))[:, self.config.hop:]  # drop the one-hop lag
+        if self.training:
+            self._count(out.indices, num_stages)
+        return {"x_hat": x_hat, "loss": out.loss, "codes": out.indices}
+
+    COUNT_DECAY = 0.995  # code statistics follow the codebooks as they move: about the last 200 steps count
+
+    def table_ids(self, num_stages: int) -> list[int]:
+        """Table of each code column for ``num_stages`` stages; grvq columns are group-major."""
+        n, groups = self.config.num_quantizers, self.codebooks_per_stage
+        return [g * n + i for g in range(groups) for i in range(num_stages)]
+
+    @torch.no_grad()
+    def _count(self, codes: Tensor, num_stages: int) -> None:
+        flat = codes.reshape(-1, codes.shape[-1])
+        counts = torch.stack([torch.bincount(col, minlength=self.codebook_size) for col in flat.T]).float()
+        ids = torch.tensor(self.table_ids(num_stages), device=codes.device)
+        self.code_counts[ids] = self.code_counts[ids] * self.COUNT_DECAY + counts
+
+    def update(self) -> None:
+        """Build the integer code tables from the gathered counts (call before coding; export does)."""
+        self.prior.fit_histogram(self.code_counts)
+        self.prior.update()
+
+    @property
+    def served_stages(self) -> list[int]:
+        return [self.stages_for(k) for k in self.config.bitrates]
+
+    # -- coding (one shot) ---------------------------------------------------------------------------------
+    def frames_for(self, samples: int) -> int:
+        """Frames that code ``samples``: one per hop started, plus the frame that completes the last hop."""
+        return -(-samples // self.config.hop) + 1
+
+    @torch.no_grad()
+    def encode(self, x: Tensor, num_stages: int) -> Tensor:
+        """x (B, N) -> codes (B, frames_for(N), num_stages * codebooks_per_stage), int64."""
+        hop = self.config.hop
+        padded = F.pad(x, (0, self.frames_for(x.shape[-1]) * hop - x.shape[-1]))
+        return self.quantizer(self.encoder(self.framer(padded)), num_stages).indices
+
+    @torch.no_grad()
+    def decode(self, codes: Tensor, samples: int) -> Tensor:
+        """codes (B, T, Q) -> waveform (B, samples)."""
+        spectra = self.decoder(self.quantizer.from_indices(codes))
+        return self.overlap_add(spectra)[:, self.config.hop: self.config.hop + samples]
+
+    @contextmanager
+    def streaming(self) -> Iterator[None]:
+        """Keep state across calls (one stream at a time per model); cleared on exit."""
+        modules = [m for m in self.modules() if isinstance(m, StreamingModule)]
+        for m in modules:
+            m.streaming = True
+            m.reset()
+        try:
+            yield
+        finally:
+            for m in modules:
+                m.streaming = False
+                m.reset()
+
+
+class StreamEncoder:
+    """Chunk-by-chunk :meth:`AudioModel.encode`: ``push`` blocks of samples (B, n), get codes of the frames they
+    complete; ``finish`` codes the rest.  Concatenated, the codes equal the one-shot encode's."""
+
+    def __init__(self, model: AudioModel, num_stages: int) -> None:
+        self.model, self.num_stages = model, num_stages
+        self.hop = model.config.hop
+        self.pending: Tensor | None = None
+        self.samples = 0
+        self._context = model.streaming()
+        self._context.__enter__()
+
+    def push(self, x: Tensor) -> Tensor:
+        self.samples += x.shape[-1]
+        x = x if self.pending is None else torch.cat([self.pending, x], dim=-1)
+        whole = x.shape[-1] - x.shape[-1] % self.hop
+        self.pending = x[:, whole:]
+        return self._code(x[:, :whole])
+
+    def finish(self) -> Tensor:
+        """Codes of the remaining samples, zero-padded, plus the closing frame; ends the stream."""
+        try:
+            tail = self.pending if self.pending is not None else torch.zeros(1, 0)
+            frames = self.model.frames_for(self.samples) - self.samples // self.hop
+            return self._code(F.pad(tail, (0, frames * self.hop - tail.shape[-1])))
+        finally:
+            self._context.__exit__(None, None, None)
+
+    @torch.no_grad()
+    def _code(self, x: Tensor) -> Tensor:
+        if x.shape[-1] == 0:
+            return torch.zeros(x.shape[0], 0, self.num_stages * self.model.codebooks_per_stage, dtype=torch.long)
+        m = self.model
+        return m.quantizer(m.encoder(m.framer(x)), self.num_stages).indices
+
+
+class StreamDecoder:
+    """Chunk-by-chunk :meth:`AudioModel.decode`: ``push`` codes (B, T, Q), get the samples they complete
+    (realigned: the one-hop lag of the overlap-add is dropped at the start).  The caller trims the total to the
+    stream's length."""
+
+    def __init__(self, model: AudioModel) -> None:
+        self.model = model
+        self.to_drop = model.config.hop
+        self._context = model.streaming()
+        self._context.__enter__()
+
+    @torch.no_grad()
+    def push(self, codes: Tensor) -> Tensor:
+        m = self.model
+        samples = m.overlap_add(m.decoder(m.quantizer.from_indices(codes)))
+        drop = min(self.to_drop, samples.shape[-1])
+        self.to_drop -= drop
+        return samples[:, drop:]
+
+    def close(self) -> None:
+        self._context.__exit__(None, None, None)

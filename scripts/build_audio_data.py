@@ -1,0 +1,122 @@
+"""Build the audio training set under data/train/audio/ from Debian packages (see data/README.md).
+
+    .venv/bin/python scripts/build_audio_data.py [--out data/train/audio] [--music-seconds 90]
+
+Everything is written as 24 kHz mono 16-bit FLAC (the audio codec's native format), in two folders that
+training samples evenly: ``speech/`` and ``music/``.  Sources, all from the Debian archive:
+
+- speech, ``flite`` (statistical-parametric and diphone voices kal, kal16, awb, rms) and ``espeak-ng``
+  (formant voices other than the evaluation's en-us / en-gb), reading sentences of the licence texts in
+  ``/usr/share/common-licenses`` -- any text will do, it only has to be varied;
+- music, ``sonic-pi-samples`` (CC0; every clip except the evaluation's ``build_eval_data.MUSIC``) and
+  ``wesnoth-1.16-music`` (GPL orchestral tracks, the first ``--music-seconds`` of each).
+
+Held out for evaluation, never written here: the evaluation sentences and voices of ``build_eval_data``
+(espeak-ng en-us / en-gb), flite's ``slt`` voice, and the six evaluation music clips.  The script checks
+this and fails on any overlap.  Needs apt-get (root) for ``flite`` and the data packages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_eval_data import MUSIC, SENTENCES, VOICES, debian_files, run  # noqa: E402
+
+RATE = 24000
+FLITE_VOICES = ["kal", "kal16", "awb", "rms"]  # slt is the held-out evaluation voice
+FLITE_EVAL_VOICE = "slt"
+ESPEAK_VOICES = ["en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd"]
+TEXTS = ["GPL-3", "LGPL-2.1", "Apache-2.0", "MPL-2.0", "Artistic", "GFDL-1.3"]
+SENTENCES_PER_VOICE = 60
+
+
+def sentences(limit: int, seed: int) -> list[str]:
+    """Plain-prose sentences of 6..30 words from the licence texts, shuffled reproducibly."""
+    text = " ".join(Path("/usr/share/common-licenses", name).read_text(errors="ignore") for name in TEXTS)
+    text = re.sub(r"\s+", " ", re.sub(r"[^A-Za-z0-9,.;:'\- ]", " ", text))
+    found = [s.strip() + "." for s in re.split(r"[.;:]", text) if 6 <= len(s.split()) <= 30]
+    found = sorted(set(found) - set(SENTENCES))
+    rng = np.random.default_rng(seed)
+    return [found[i] for i in rng.permutation(len(found))[:limit]]
+
+
+def to_training_flac(waveform: np.ndarray, rate: int, target: Path) -> float:
+    """float (samples, channels) at ``rate`` -> 24 kHz mono FLAC; returns seconds written."""
+    mono = torch.from_numpy(np.ascontiguousarray(waveform.mean(axis=1), dtype=np.float32))
+    if rate != RATE:
+        mono = AF.resample(mono, rate, RATE)
+    peak = float(mono.abs().max()) if mono.numel() else 0.0
+    if peak < 1e-3:
+        return 0.0  # silence teaches nothing
+    if peak > 1.0:
+        mono = mono / peak
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(target, mono.numpy(), RATE, subtype="PCM_16")
+    return mono.numel() / RATE
+
+
+def build_speech(out: Path, work: Path) -> float:
+    if not shutil.which("flite"):
+        run("apt-get", "install", "-y", "-qq", "flite")
+    if not shutil.which("espeak-ng"):
+        run("apt-get", "install", "-y", "-qq", "espeak-ng")
+    assert FLITE_EVAL_VOICE not in FLITE_VOICES and not set(VOICES) & set(ESPEAK_VOICES)
+    seconds = 0.0
+    jobs = [("flite", v) for v in FLITE_VOICES] + [("espeak", v) for v in ESPEAK_VOICES]
+    texts = sentences(SENTENCES_PER_VOICE * len(jobs), seed=0)
+    for j, (engine, voice) in enumerate(jobs):
+        for s, text in enumerate(texts[j * SENTENCES_PER_VOICE:(j + 1) * SENTENCES_PER_VOICE]):
+            raw = work / "tts.wav"
+            if engine == "flite":
+                run("flite", "-voice", voice, "-t", text, "-o", str(raw))
+            else:
+                run("espeak-ng", "-v", voice, "-w", str(raw), text)
+            data, rate = sf.read(raw, dtype="float32", always_2d=True)
+            seconds += to_training_flac(data, rate, out / "speech" / f"{engine}-{voice}-{s:03d}.flac")
+    return seconds
+
+
+def build_music(out: Path, work: Path, music_seconds: float) -> float:
+    seconds = 0.0
+    sonic = debian_files("sonic-pi-samples", work) / "usr/share/sonic-pi/samples"
+    for path in sorted(sonic.glob("*.flac")):
+        if path.stem in MUSIC:
+            continue
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+        seconds += to_training_flac(data, rate, out / "music" / f"sonicpi-{path.stem}.flac")
+    wesnoth = debian_files("wesnoth-1.16-music", work)
+    for path in sorted(wesnoth.rglob("*.ogg")):
+        with sf.SoundFile(path) as f:
+            data = f.read(int(music_seconds * f.samplerate), dtype="float32", always_2d=True)
+            seconds += to_training_flac(data, f.samplerate, out / "music" / f"wesnoth-{path.stem}.flac")
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="data/train/audio", help="output folder (default: data/train/audio)")
+    parser.add_argument("--music-seconds", type=float, default=90.0,
+                        help="seconds taken from the start of each wesnoth track (default 90)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory() as tmp:
+        speech = build_speech(out, Path(tmp))
+        music = build_music(out, Path(tmp), args.music_seconds)
+    print(f"{out}: speech {speech / 60:.1f} min, music {music / 60:.1f} min (24 kHz mono FLAC)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Training of the streaming audio codec (:class:`~polycodec.models.audio.AudioModel`).
+
+    loss = w_mel * multi-scale log-mel L1(x, x_hat)          (what the mel-distance metric measures)
+         + w_complex * MSE of compressed complex spectra at the codec's own frames (phase, for PESQ / SI-SDR)
+         + commitment loss of the residual quantizer
+    one served bitrate per step (quantizer dropout), the same on every DDP rank
+
+Data: 24 kHz mono files under ``data.path`` (``scripts/build_audio_data.py`` writes speech/ and music/);
+each training segment comes from a uniformly chosen top-level subfolder, then a file chosen in proportion
+to its length, at a random offset, with a random gain.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import soundfile as sf
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..models import build_model
+
+AUDIO_SUFFIXES = (".flac", ".wav", ".ogg")
+MEL_SCALES = ((256, 40), (512, 64), (1024, 80), (2048, 80))  # (window, mel bands)
+
+
+class MultiScaleMelLoss(nn.Module):
+    """Mean over scales of L1 between log10 mel magnitudes (clamped at 1e-5), hop = window / 4."""
+
+    def __init__(self, sample_rate: int) -> None:
+        super().__init__()
+        import torchaudio
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # empty low mel bands at small windows: harmless
+            self.mels = nn.ModuleList(torchaudio.transforms.MelSpectrogram(
+                sample_rate=sample_rate, n_fft=w, win_length=w, hop_length=w // 4, n_mels=n, power=1.0,
+                norm="slaney", mel_scale="slaney", center=True) for w, n in MEL_SCALES)
+
+    def forward(self, x: Tensor, x_hat: Tensor) -> Tensor:
+        losses = [(torch.log10(m(x_hat).clamp_min(1e-5)) - torch.log10(m(x).clamp_min(1e-5))).abs().mean()
+                  for m in self.mels]
+        return torch.stack(losses).mean()
+
+
+def stages_for_step(served: list[int], seed: int, step: int) -> int:
+    """The quantizer depth of a training step: random, but equal on every rank (VQ statistics are all-reduced
+    per stage, so ranks that disagreed would deadlock)."""
+    return random.Random(seed * 1_000_003 + step).choice(served)
+
+
+class AudioCodecModule(L.LightningModule):
+    def __init__(self, model_name: str = "audio", model_config: dict | None = None, lr: float = 5e-4,
+                 clip: float = 1.0, milestones: list[int] | None = None, gamma: float = 0.1, seed: int = 0,
+                 mel_weight: float = 1.0, complex_weight: float = 1.0, recipe: dict | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_model(model_name, model_config or {})
+        self.mel_loss = MultiScaleMelLoss(self.model.config.sample_rate)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.hparams.lr, betas=(0.8, 0.99),
+                                      weight_decay=0.0)
+        if not self.hparams.milestones:
+            return optimizer
+        schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(self.hparams.milestones), self.hparams.gamma)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        torch.manual_seed(self.hparams.seed * 1_000_003 + self.global_rank * 7919 + self.global_step)
+
+    def terms(self, x: Tensor, num_stages: int) -> dict[str, Tensor]:
+        out = self.model(x, num_stages)
+        x_hat = out["x_hat"]
+        mel = self.mel_loss(x, x_hat)
+        framer = self.model.framer
+        complex_err = (framer(x_hat) - framer(x)).pow(2).mean()
+        loss = self.hparams.mel_weight * mel + self.hparams.complex_weight * complex_err + out["loss"]
+        mse = (x_hat - x).pow(2).mean(dim=-1)
+        snr = 10 * torch.log10(x.pow(2).mean(dim=-1).clamp_min(1e-10) / mse.clamp_min(1e-10))
+        return {"loss": loss, "mel": mel.detach(), "complex": complex_err.detach(), "snr": snr.mean().detach(),
+                "commit": out["loss"].detach()}
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        stages = stages_for_step(self.model.served_stages, self.hparams.seed, self.global_step)
+        terms = self.terms(batch, stages)
+        size = batch.shape[0]
+        self.log_dict({"train/loss": terms["loss"].detach(), "train/mel": terms["mel"], "train/snr": terms["snr"]},
+                      prog_bar=True, batch_size=size)
+        self.log_dict({"train/complex": terms["complex"], "train/commit": terms["commit"],
+                       "train/stages": float(stages)}, batch_size=size)
+        return terms["loss"]
+
+    def validation_step(self, batch: Tensor, batch_idx: int) -> None:
+        for stages in self.model.served_stages:
+            terms = self.terms(batch, stages)
+            self.log(f"val/mel_s{stages}", terms["mel"], sync_dist=True, batch_size=batch.shape[0])
+            self.log(f"val/snr_s{stages}", terms["snr"], sync_dist=True, batch_size=batch.shape[0])
+
+
+def list_audio(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"training folder {folder} does not exist (scripts/build_audio_data.py builds one)")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"{folder} holds no {'/'.join(AUDIO_SUFFIXES)} files")
+    return files
+
+
+def load_int16(path: Path, sample_rate: int) -> np.ndarray:
+    data, rate = sf.read(path, dtype="int16", always_2d=True)
+    if rate != sample_rate:
+        raise ValueError(f"{path}: {rate} Hz; training files must be {sample_rate} Hz (build_audio_data.py resamples)")
+    return np.ascontiguousarray(data.mean(axis=1).astype(np.int16) if data.shape[1] > 1 else data[:, 0])
+
+
+class AudioSegments(Dataset):
+    """Random segments of ``segment`` samples; folders (speech/, music/) are sampled evenly.  Held in memory as
+    int16 (about 170 MB per hour of audio)."""
+
+    def __init__(self, root: Path, files: list[Path], segment: int, length: int, sample_rate: int,
+                 random_offsets: bool = True) -> None:
+        self.segment, self.length, self.random_offsets = segment, length, random_offsets
+        groups: dict[str, list[np.ndarray]] = {}
+        for path in files:
+            audio = load_int16(path, sample_rate)
+            if audio.size >= segment // 4:
+                groups.setdefault(path.relative_to(root).parts[0] if path.parent != root else ".", []).append(audio)
+        if not groups:
+            raise ValueError(f"no training file is at least {segment // 4} samples long")
+        self.groups = list(groups.values())
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Tensor:
+        rng = np.random.default_rng(None if self.random_offsets else index)
+        group = self.groups[rng.integers(len(self.groups))]
+        sizes = np.array([a.size for a in group], dtype=np.float64)
+        audio = group[rng.choice(len(group), p=sizes / sizes.sum())]
+        start = rng.integers(0, max(1, audio.size - self.segment + 1))
+        piece = audio[start:start + self.segment].astype(np.float32) / 32768
+        piece = np.pad(piece, (0, self.segment - piece.size))
+        peak = float(np.abs(piece).max())
+        if peak > 1e-4:
+            piece = piece * (rng.uniform(0.1, 0.99) / peak if self.random_offsets else 0.5 / peak)
+        return torch.from_numpy(piece.astype(np.float32))
+
+
+class AudioDataModule(L.LightningDataModule):
+    def __init__(self, path: str | Path, segment: int = 24000, batch_size: int = 16, workers: int = 2,
+                 val_files: int = 0, samples_per_epoch: int = 1000, sample_rate: int = 24000, seed: int = 0,
+                 **unused) -> None:
+        super().__init__()
+        self.path, self.segment, self.batch_size, self.workers = Path(path), segment, batch_size, workers
+        self.val_files, self.samples_per_epoch, self.sample_rate, self.seed = val_files, samples_per_epoch, sample_rate, seed
+
+    @property
+    def val_count(self) -> int:
+        return self.val_files
+
+    def check(self) -> None:
+        list_audio(self.path)
+
+    def setup(self, stage: str | None = None) -> None:
+        files = list_audio(self.path)
+        rng = random.Random(self.seed)
+        val = sorted(rng.sample(files, min(self.val_files, len(files) - 1))) if self.val_files else []
+        train = [f for f in files if f not in val]
+        self.train_set = AudioSegments(self.path, train, self.segment, self.samples_per_epoch, self.sample_rate)
+        self.val_set = (AudioSegments(self.path, val, self.segment, 4 * len(val), self.sample_rate,
+                                      random_offsets=False) if val else None)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.batch_size, num_workers=self.workers, drop_last=True,
+                          persistent_workers=self.workers > 0)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_set is None:
+            return []
+        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=0)
