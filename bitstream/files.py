@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 
 def _umask() -> int:
@@ -13,12 +15,13 @@ def _umask() -> int:
     return current
 
 
-def write_atomic(path: str | os.PathLike, data: bytes, force: bool = False,
-                 protect: tuple[str | os.PathLike, ...] = ()) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
+@contextmanager
+def atomic_output(path: str | os.PathLike, force: bool = False,
+                  protect: tuple[str | os.PathLike, ...] = ()) -> Iterator[BinaryIO]:
+    """Open a temporary file beside ``path`` for writing; on a clean exit it is synced and renamed to ``path``.
 
-    A failure never leaves a partial file.  An existing ``path`` is replaced only with ``force``, and never
-    when it is one of the ``protect`` paths (the inputs of the job).
+    A failure (any exception inside the block) never leaves a partial file.  An existing ``path`` is replaced
+    only with ``force``, and never when it is one of the ``protect`` paths (the inputs of the job).
     """
     path = Path(path)
     for other in protect:
@@ -30,12 +33,19 @@ def write_atomic(path: str | os.PathLike, data: bytes, force: bool = False,
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, "w+b") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, force: bool = False,
+                 protect: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_output` for the rules)."""
+    with atomic_output(path, force, protect) as f:
+        f.write(data)
+    return Path(path)

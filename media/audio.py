@@ -20,7 +20,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import av
 import numpy as np
@@ -28,7 +28,7 @@ import soundfile as sf
 import torch
 from torch import Tensor
 
-from ..bitstream.files import write_atomic
+from ..bitstream.files import atomic_output, write_atomic
 
 # Extension -> (soundfile format, subtype or None for libsndfile's default).  ``write_audio`` writes these;
 # ``modality_of`` also calls AUDIO_READ_ONLY audio, which only PyAV reads.
@@ -125,6 +125,21 @@ def write_audio(waveform: Tensor, sample_rate: int, path: str | os.PathLike, sub
         raise ValueError(f"{path}: cannot write audio as {path.suffix!r} (known: {', '.join(AUDIO_FORMATS)})")
     format, default_subtype = AUDIO_FORMATS[path.suffix.lower()]
     return write_atomic(path, audio_bytes(waveform, sample_rate, format, subtype or default_subtype), force=True)
+
+
+def write_audio_blocks(blocks: Iterable[Tensor], sample_rate: int, channels: int, path: str | os.PathLike,
+                       force: bool = False, protect: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Stream float ``(channels, n)`` blocks into an audio file (format by extension, as :func:`write_audio`)
+    without holding the whole waveform; the file appears atomically, only once every block is written."""
+    path = Path(path)
+    if path.suffix.lower() not in AUDIO_FORMATS:
+        raise ValueError(f"{path}: cannot write audio as {path.suffix!r} (known: {', '.join(AUDIO_FORMATS)})")
+    format, subtype = AUDIO_FORMATS[path.suffix.lower()]
+    with atomic_output(path, force, protect) as out:
+        with sf.SoundFile(out, "w", int(sample_rate), int(channels), subtype=subtype, format=format) as f:
+            for block in blocks:
+                f.write(np.clip(_check_waveform(block), -1, 1).T)
+    return path
 
 
 # --- PyAV (FFmpeg) plumbing, shared with the classical audio codecs ------------------------------------

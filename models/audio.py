@@ -215,7 +215,7 @@ class AudioModel(nn.Module):
         """Residual stages that make ``kbps`` at raw (fixed-length) code cost: 1.5 kbps = 2 stages of 1024 codes."""
         per_stage = self.codebooks_per_stage * math.log2(self.codebook_size) * self.frame_rate / 1000
         stages = round(kbps / per_stage)
-        if not 1 <= stages <= self.config.num_quantizers or abs(stages * per_stage - kbps) > 0.05 * kbps:
+        if not 1 <= stages <= self.config.num_quantizers or abs(stages * per_stage - kbps) > 0.02 * kbps:
             served = ", ".join(f"{s * per_stage:g}" for s in range(1, self.config.num_quantizers + 1))
             raise ValueError(f"{kbps} kbps is not a whole number of stages; this model serves {served} kbps")
         return stages

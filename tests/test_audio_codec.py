@@ -1,0 +1,220 @@
+"""The audio codec: streaming model and resampler, round trips, chunked equality, bitrates, partial decoding,
+bad input, and the CLI on files."""
+
+import io
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from polycodec import load
+from polycodec.bitstream import BitstreamError, ModelMismatchError, TruncatedError
+from polycodec.cli.main import main
+from polycodec.codecs.audio import AudioCodec
+from polycodec.media.resample import StreamingResampler
+from polycodec.metrics.audio import mel_distance
+from polycodec.models import build_model
+from polycodec.models.audio import StreamDecoder, StreamEncoder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tone(seconds: float, rate: int = 24000, channels: int = 1, seed: int = 0) -> torch.Tensor:
+    """A voiced-speech-like test signal: a gliding harmonic tone with an amplitude envelope, plus a little noise."""
+    t = torch.arange(int(seconds * rate)) / rate
+    f0 = 140 + 40 * torch.sin(2 * math.pi * 0.7 * t)
+    phase = 2 * math.pi * torch.cumsum(f0, 0) / rate
+    voiced = sum(torch.sin(k * phase) / k for k in range(1, 12)) * (0.5 + 0.5 * torch.sin(2 * math.pi * 3 * t))
+    g = torch.Generator().manual_seed(seed)
+    x = 0.25 * voiced + 0.01 * torch.randn(len(t), generator=g)
+    return torch.stack([x * (1 - 0.3 * c) for c in range(channels)]).float()
+
+
+@pytest.fixture(scope="module")
+def codec() -> AudioCodec:
+    return load("audio", bitrate=6)
+
+
+# -- model and resampler ----------------------------------------------------------------------------------
+
+def test_streaming_model_equals_one_shot():
+    torch.manual_seed(0)
+    model = build_model("audio", {"channels": 32, "encoder_blocks": 2, "decoder_blocks": 2, "latent": 16}).eval()
+    x = tone(2.3)[:, :55_277]
+    codes = model.encode(x, 4)
+    assert codes.shape == (1, model.frames_for(x.shape[-1]), 4)
+    encoder = StreamEncoder(model, 4)
+    pieces = [encoder.push(x[:, i:i + 4099]) for i in range(0, x.shape[-1], 4099)] + [encoder.finish()]
+    assert torch.equal(torch.cat(pieces, dim=1), codes)
+    whole = model.decode(codes, x.shape[-1])
+    decoder = StreamDecoder(model)
+    chunks = [decoder.push(codes[:, i:i + 13]) for i in range(0, codes.shape[1], 13)]
+    decoder.close()
+    assert torch.allclose(torch.cat(chunks, dim=-1)[:, : x.shape[-1]], whole, atol=1e-6)
+
+
+def test_framing_reconstructs_perfectly():
+    model = build_model("audio", {"channels": 16, "encoder_blocks": 1, "decoder_blocks": 1, "latent": 8})
+    x = tone(0.64)  # 48 hops
+    spectra = model.framer(torch.nn.functional.pad(x, (0, model.config.hop)))
+    assert torch.allclose(model.overlap_add(spectra)[:, model.config.hop:], x, atol=1e-5)
+
+
+@pytest.mark.parametrize("rates", [(44100, 24000), (24000, 48000), (16000, 24000), (22050, 24000)])
+def test_streaming_resampler_equals_one_shot(rates):
+    x = torch.randn(2, 77_777, generator=torch.Generator().manual_seed(1))
+    reference = AF.resample(x, *rates)
+    resampler = StreamingResampler(*rates)
+    sizes = [5, 40_000, 1, 9_999]
+    out, start, i = [], 0, 0
+    while start < x.shape[-1]:
+        out.append(resampler.push(x[:, start:start + sizes[i % 4]]))
+        start, i = start + sizes[i % 4], i + 1
+    out.append(resampler.finish())
+    joined = torch.cat([o for o in out if o.numel()], dim=-1)
+    assert joined.shape == reference.shape
+    assert torch.allclose(joined, reference, atol=1e-5)
+
+
+# -- codec ------------------------------------------------------------------------------------------------
+
+def test_round_trip_keeps_rate_length_and_content(codec):
+    x = tone(3.0)
+    data = codec.encode(x, 24000)
+    y, rate = codec.decode(data)
+    assert rate == 24000 and y.shape == x.shape
+    # The decode is close to the input: far closer than noise of the same loudness.
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(3)) * x.std()
+    assert mel_distance(x, y, 24000) < 0.5 * mel_distance(x, noise, 24000)
+
+
+def test_other_rates_and_channel_counts_are_restored(codec):
+    x = tone(1.3, rate=44100, channels=2)
+    y, rate = codec.decode(codec.encode(x, 44100))
+    assert rate == 44100 and y.shape == x.shape
+    assert torch.equal(y[0], y[1])  # mix mode: one coded channel, decoded to both
+    separate = load("audio", bitrate=6, channel_mode="separate")
+    data = separate.encode(x, 44100)
+    y2, _ = separate.decode(data)
+    assert y2.shape == x.shape and not torch.equal(y2[0], y2[1])
+    assert len(data) > 1.6 * len(codec.encode(x, 44100))  # two channels cost about twice
+    assert separate.stream_info(data).mode == "separate"
+
+
+def test_bitrate_selects_stages_and_file_size(codec):
+    x = tone(4.0)
+    sizes = {}
+    for kbps in (1.5, 3, 6, 12):
+        data = load("audio", bitrate=kbps).encode(x, 24000)
+        sizes[kbps] = len(data)
+        measured = len(data) * 8 / 4.0 / 1000
+        assert measured <= kbps * 1.02 + 0.4  # entropy coding never costs more than raw codes (+ header)
+        assert load("audio").stream_info(data).kbps == pytest.approx(kbps)
+    assert sizes[1.5] < sizes[3] < sizes[6] < sizes[12]
+    with pytest.raises(ValueError, match="kbps"):
+        load("audio", bitrate=5)
+
+
+def test_chunked_streams_decode_like_one_shot(codec):
+    small = load("audio", bitrate=3)
+    small.chunk_frames = 40  # many chunks in a short clip
+    x = tone(3.7)
+    blocks = [x[:, i:i + 7001] for i in range(0, x.shape[-1], 7001)]
+    data = small.encode_blocks(blocks, 24000, 1)
+    assert data == small.encode(x, 24000)  # block sizes do not change the stream
+    y, _ = small.decode(data)
+    codes = small.model.encode(x, small.stages)
+    assert torch.allclose(y, small.model.decode(codes, x.shape[-1]).clamp(-1, 1), atol=1e-5)
+
+
+def test_truncated_stream_fails_or_decodes_the_intact_part():
+    small = load("audio", bitrate=6)
+    small.chunk_frames = 30
+    x = tone(3.0)
+    data = small.encode(x, 24000)
+    full, _ = small.decode(data)
+    cut = data[: len(data) * 2 // 3]
+    with pytest.raises(BitstreamError):
+        small.decode(cut)
+    part, rate = small.decode(cut, partial=True)
+    assert rate == 24000 and 0.3 * x.shape[-1] < part.shape[-1] < x.shape[-1]
+    assert torch.allclose(part, full[:, : part.shape[-1]], atol=1e-5)
+
+
+def test_bad_input_is_refused(codec):
+    with pytest.raises(ValueError, match="no samples"):
+        codec.encode(torch.zeros(1, 0), 24000)
+    with pytest.raises(ValueError, match="NaN"):
+        codec.encode(torch.full((1, 100), float("nan")), 24000)
+    with pytest.raises(ValueError, match="sample rate"):
+        codec.encode(tone(0.1), 0)
+    with pytest.raises(ValueError):
+        codec.encode(torch.zeros(100), 24000)
+    data = bytearray(codec.encode(tone(0.5), 24000))
+    data[len(data) // 2] ^= 0x40
+    with pytest.raises(BitstreamError):
+        codec.decode(bytes(data))
+    with pytest.raises(BitstreamError):
+        codec.decode(b"")
+    with pytest.raises(ModelMismatchError):
+        load("image").decode(codec.encode(tone(0.5), 24000))
+
+
+def test_very_short_input_round_trips(codec):
+    for n in (1, 319, 321):
+        y, rate = codec.decode(codec.encode(tone(0.1)[:, :n], 24000))
+        assert y.shape == (1, n) and rate == 24000
+
+
+def test_decoding_does_not_depend_on_threads(codec, tmp_path):
+    data = codec.encode(tone(1.0), 24000)
+    (tmp_path / "a.pcdc").write_bytes(data)
+    here, _ = codec.decode(data)
+    script = ("import sys, torch; torch.set_num_threads(1); torch.backends.mkldnn.enabled = False\n"
+              "from polycodec import load\n"
+              "y, r = load('audio').decode(open(sys.argv[1], 'rb').read())\n"
+              "import numpy as np; np.save(sys.argv[2], y.numpy())\n")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "a.pcdc"), str(tmp_path / "y.npy")], check=True,
+                   cwd=ROOT.parent)
+    there = torch.from_numpy(np.load(tmp_path / "y.npy"))
+    assert torch.allclose(here, there, atol=1e-5)  # same codes, same tables: only float rounding may differ
+
+
+# -- CLI --------------------------------------------------------------------------------------------------
+
+def test_cli_encode_decode_files(tmp_path, capsys):
+    wav = tmp_path / "in.wav"
+    sf.write(wav, tone(2.0, rate=16000, channels=2).T.numpy(), 16000)
+    assert main(["encode", str(wav), str(tmp_path / "a.pcdc"), "--bitrate", "3"]) == 0
+    assert main(["decode", str(tmp_path / "a.pcdc"), str(tmp_path / "out.flac")]) == 0
+    y, rate = sf.read(tmp_path / "out.flac", always_2d=True)
+    assert rate == 16000 and y.shape == (32000, 2)
+    assert main(["decode", str(tmp_path / "a.pcdc"), str(tmp_path / "out.flac")]) == 2  # no silent overwrite
+    assert "--force" in capsys.readouterr().err
+    # a cut file: refused without --partial (no output left behind), decoded in part with it
+    data = (tmp_path / "a.pcdc").read_bytes()
+    (tmp_path / "cut.pcdc").write_bytes(data[:-10])
+    assert main(["decode", str(tmp_path / "cut.pcdc"), str(tmp_path / "cut.wav")]) == 2
+    assert "--partial" in capsys.readouterr().err
+    assert not (tmp_path / "cut.wav").exists() and not list(tmp_path.glob(".cut.wav*"))
+    assert main(["decode", str(tmp_path / "cut.pcdc"), str(tmp_path / "cut.wav"), "--partial"]) == 0
+    assert 0 < sf.info(tmp_path / "cut.wav").frames <= 32000
+
+
+def test_cli_bad_audio_files(tmp_path, capsys):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "noise.wav").write_bytes(b"RIFF not really a wave file")
+    sf.write(tmp_path / "zero.wav", np.zeros((0, 1), np.float32), 24000)
+    (tmp_path / "x.xyz").write_bytes(b"abc")
+    for name, message in [("empty.wav", "empty"), ("noise.wav", "noise.wav"), ("zero.wav", "no"),
+                          ("x.xyz", "unknown media extension")]:
+        assert main(["encode", str(tmp_path / name), str(tmp_path / "out.pcdc")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("polycodec encode: error:") and message in err
+    assert not list(tmp_path.glob("*.pcdc")) and not list(tmp_path.glob(".*.part"))
