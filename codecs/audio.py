@@ -63,8 +63,13 @@ class AudioCodec(StreamCodec):
     modality = Modality.AUDIO
     version = 1
 
-    def __init__(self, bitrate: float = 6.0, weights: str | Path = WEIGHTS, channel_mode: str = "mix") -> None:
+    def __init__(self, bitrate: float | None = None, weights: str | Path = WEIGHTS, channel_mode: str = "mix") -> None:
+        """``bitrate`` in kbps (raw code rate; the entropy-coded file is smaller): 1.5, 3, 6 or 12 for the shipped
+        weights, default 6 (or the highest rate a user-trained model serves).  Decoding reads it from the stream."""
         self.model, self._hash = load_audio_model(Path(weights))
+        if bitrate is None:
+            served = self.model.config.bitrates
+            bitrate = 6.0 if 6.0 in served else max(served)
         self.stages = self.model.stages_for(float(bitrate))  # refuses rates the model does not serve
         if channel_mode not in MODES:
             raise ValueError(f"channel_mode must be one of {', '.join(MODES)}, got {channel_mode!r}")
