@@ -252,6 +252,21 @@ class AudioModel(nn.Module):
         ids = torch.tensor(self.table_ids(num_stages), device=codes.device)
         self.code_counts[ids] = self.code_counts[ids] * self.COUNT_DECAY + counts
 
+    @torch.no_grad()
+    def refit_counts(self, waveforms: Iterator[Tensor]) -> int:
+        """Replace the training-time code counts by exact counts of this model's codes on ``waveforms``
+        ((channels, samples) at the model's rate; all stages).  Training gathers counts while the codebooks still
+        move; a pass of the final model gives tables that match the codes it will really emit.  Returns frames."""
+        self.code_counts.zero_()
+        frames, stages = 0, self.config.num_quantizers
+        for waveform in waveforms:
+            codes = self.encode(waveform, stages)
+            flat = codes.reshape(-1, codes.shape[-1])
+            ids = torch.tensor(self.table_ids(stages))
+            self.code_counts[ids] += torch.stack([torch.bincount(c, minlength=self.codebook_size) for c in flat.T]).float()
+            frames += flat.shape[0]
+        return frames
+
     def update(self) -> None:
         """Build the integer code tables from the gathered counts (call before coding; export does)."""
         self.prior.fit_histogram(self.code_counts)

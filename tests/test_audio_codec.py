@@ -2,6 +2,7 @@
 bad input, and the CLI on files."""
 
 import io
+import json
 import math
 import subprocess
 import sys
@@ -237,7 +238,10 @@ def test_training_export_and_coding_with_the_result(tmp_path):
                  "--set", "trainer.checkpoint_every=2", "--set", "trainer.log_every=1"]) == 0
     metrics = (out / "logs" / "version_0" / "metrics.csv").read_text()
     assert "train/mel" in metrics and "train/stages" in metrics
-    assert main(["export", str(out / "checkpoints" / "last.ckpt"), str(tmp_path / "export")]) == 0
+    assert main(["export", str(out / "checkpoints" / "last.ckpt"), str(tmp_path / "export"),
+                 "--fit-data", str(tmp_path / "data")]) == 0
+    fitted = json.loads((tmp_path / "export" / "config.json").read_text())["tables_fitted_on"]
+    assert fitted["files"] == 2 and fitted["frames"] == 2 * 151  # 2 s = 150 frames + the closing one
     codec = load("audio", weights=tmp_path / "export", bitrate=1.8)
     assert codec.stages == 4
     x = tone(1.0)

@@ -55,7 +55,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
-    out = export(args.checkpoint, args.out_dir, force=args.force)
+    out = export(args.checkpoint, args.out_dir, force=args.force, fit_data=args.fit_data,
+                 fit_minutes=args.fit_minutes)
     print(f"exported {args.checkpoint} -> {out}/model.safetensors + config.json")
     return 0
 
@@ -83,9 +84,17 @@ def add_parsers(sub) -> None:
     p = sub.add_parser(
         "export", help="turn a training checkpoint into model.safetensors + config.json",
         description="Load a checkpoint written by `polycodec train`, build the entropy tables (model.update()) "
-                    "and write OUT_DIR/model.safetensors and OUT_DIR/config.json, the folder the image codec loads.",
-        epilog="Example: polycodec export runs/image/checkpoints/last.ckpt weights/image")
+                    "and write OUT_DIR/model.safetensors and OUT_DIR/config.json, the folder the image or audio codec loads "
+                    "(--codec OUT_DIR).",
+        epilog="Examples:\n  polycodec export runs/image/checkpoints/last.ckpt weights/image\n"
+               "  polycodec export runs/audio-cpu/checkpoints/last.ckpt weights/audio --fit-data data/train/audio",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a .ckpt file written by `polycodec train`")
     p.add_argument("out_dir", help="output folder")
     p.add_argument("--force", action="store_true", help="replace an existing export in OUT_DIR")
+    p.add_argument("--fit-data", metavar="FOLDER",
+                   help="audio models: count the final model's codes on this folder of (training) audio and build "
+                        "the code tables from those counts instead of the ones gathered while training")
+    p.add_argument("--fit-minutes", type=float, default=30.0,
+                   help="with --fit-data: minutes of audio to count, spread evenly over the files (default 30)")
     p.set_defaults(func=cmd_export)

@@ -52,8 +52,13 @@ def model_from_checkpoint(checkpoint: dict[str, Any]) -> tuple[nn.Module, dict[s
     return model, hparams
 
 
-def export(checkpoint_path: str | Path, out_dir: str | Path, force: bool = False) -> Path:
-    """Write ``out_dir/model.safetensors`` + ``config.json`` from a training checkpoint; returns ``out_dir``."""
+def export(checkpoint_path: str | Path, out_dir: str | Path, force: bool = False,
+           fit_data: str | Path | None = None, fit_minutes: float = 30.0) -> Path:
+    """Write ``out_dir/model.safetensors`` + ``config.json`` from a training checkpoint; returns ``out_dir``.
+
+    ``fit_data`` (audio models): a folder of training audio whose codes, as the final model emits them,
+    replace the code counts gathered during training before the tables are built (at most ``fit_minutes``,
+    spread evenly over the files)."""
     out_dir = Path(out_dir)
     for name in (WEIGHTS, CONFIG):
         if (out_dir / name).exists() and not force:
@@ -61,15 +66,40 @@ def export(checkpoint_path: str | Path, out_dir: str | Path, force: bool = False
     checkpoint = load_checkpoint(checkpoint_path)
     model, hparams = model_from_checkpoint(checkpoint)
     model.eval()
+    fitted = None
+    if fit_data is not None:
+        if not hasattr(model, "refit_counts"):
+            raise ValueError(f"--fit-data applies to audio models, not {hparams['model_name']!r}")
+        fitted = _refit(model, Path(fit_data), fit_minutes)
     model.update()  # integer entropy tables, built once here and shipped as buffers in the state_dict
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"model": hparams["model_name"], "config": model.config_dict(), "format": FORMAT,
             "recipe": hparams.get("recipe"), "steps": int(checkpoint.get("global_step", 0))}
+    if fitted is not None:
+        meta["tables_fitted_on"] = fitted
     # Weights first, config last: a folder with a config.json is a complete export.
     write_atomic(out_dir / WEIGHTS, save(tensors, metadata={"format": str(FORMAT)}), force=True)
     write_atomic(out_dir / CONFIG, (json.dumps(meta, indent=2) + "\n").encode(), force=True)
     _readable(out_dir / WEIGHTS, out_dir / CONFIG)
     return out_dir
+
+
+def _refit(model: nn.Module, folder: Path, minutes: float) -> dict:
+    """Recount an audio model's codes on (an even sample of) the audio files in ``folder``."""
+    from .audio import list_audio, load_int16
+
+    files = list_audio(folder)
+    rate = model.config.sample_rate
+    budget = int(minutes * 60 * rate)
+    per_file = max(rate, budget // len(files))
+
+    def waveforms():
+        for path in files:
+            audio = torch.from_numpy(load_int16(path, rate)[:per_file].astype("float32") / 32768)
+            yield audio.unsqueeze(0)
+
+    frames = model.refit_counts(waveforms())
+    return {"folder": str(folder), "files": len(files), "frames": frames}
 
 
 def _readable(*paths: Path) -> None:
