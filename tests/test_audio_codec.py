@@ -60,6 +60,22 @@ def test_streaming_model_equals_one_shot():
     assert torch.allclose(torch.cat(chunks, dim=-1)[:, : x.shape[-1]], whole, atol=1e-6)
 
 
+@pytest.mark.parametrize("quantizer, kbps, stages, columns", [("rvq", 3.0, 4, 4), ("rfsq", 3.0, 4, 4),
+                                                            ("grvq", 3.0, 2, 4)])
+def test_quantizer_variants_code_and_decode(quantizer, kbps, stages, columns):
+    config = {"channels": 16, "encoder_blocks": 1, "decoder_blocks": 1, "latent": 16, "quantizer": quantizer,
+              "num_quantizers": 8, "bitrates": [kbps]}
+    model = build_model("audio", config).train()
+    x = tone(0.64)
+    model(x, model.stages_for(kbps))  # one training step's forward: k-means init, counts
+    model.eval().update()
+    assert model.stages_for(kbps) == stages
+    codes = model.encode(x, stages)
+    assert codes.shape[-1] == columns and codes.max() < model.codebook_size
+    assert model.decode(codes, x.shape[-1]).shape == x.shape
+    assert model.table_ids(stages)[-1] < model.prior.num_codebooks
+
+
 def test_framing_reconstructs_perfectly():
     model = build_model("audio", {"channels": 16, "encoder_blocks": 1, "decoder_blocks": 1, "latent": 8})
     x = tone(0.64)  # 48 hops
