@@ -216,6 +216,13 @@ class AudioCodec(StreamCodec):
             if frames != frames_total and not partial:
                 raise TruncatedError(f"stream ends after {frames} of {frames_total} frames "
                                      f"(decode with partial=True / --partial to keep the intact part)")
+            # A cut stream ends where its last whole frame's audio ends.
+            total = samples_24k if frames == frames_total else max(0, frames - 2) * self.model.config.hop
+            last = decoder.finish(min(total, samples_24k))
+            block = resampler.push(last[:, : max(0, total - emitted)])
+            if block.numel():
+                out += block.shape[-1]
+                yield _from_coded(block, info.channels)
             tail = resampler.finish()
             if tail.numel():
                 yield _from_coded(tail[:, : info.samples - out], info.channels)

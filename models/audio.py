@@ -1,24 +1,29 @@
 """A streaming spectral-frame audio codec model: causal ConvNeXt stacks at the frame rate around a residual
-quantizer, with an STFT front end and an inverse-STFT back end (the decoder head of Vocos, Siuzdak 2023, in
-the RVQ codec setting of SoundStream / EnCodec; compressed-complex spectra as in MP-SENet / APCodec).
+quantizer, an STFT front end, a magnitude-spectrogram decoder and Griffin-Lim phase reconstruction run block
+by block (codec setting of SoundStream / EnCodec; frame-rate ConvNeXt decoder as in Vocos, Siuzdak 2023;
+streaming phase reconstruction as in RTISI-LA, Zhu et al. 2007).
 
     waveform (B, N) at 24 kHz
       --frame: window 2*hop, stride hop, sqrt-Hann; frame t covers samples [(t-1)*hop, (t+1)*hop)-->
       rfft -> compressed complex |X|^0.3 e^{i angle X}: (B, T, 2*(hop+1))
       --encoder: Linear -> ConvNeXt blocks (causal depthwise conv over frames) -> Linear--> (B, T, latent)
       --residual quantizer (RVQ with dropout | residual FSQ | grouped RVQ)--> codes (B, T, Q)
-      --decoder: Linear -> ConvNeXt blocks -> Linear--> compressed complex spectrum (B, T, 2*(hop+1))
-      --decompress, irfft, sqrt-Hann, overlap-add--> waveform (B, N)
+      --decoder: Linear -> ConvNeXt blocks -> Linear--> log |STFT| of hop/synthesis_hop frames per code frame
+      --phase reconstruction (models/phase.py)--> waveform (B, N)
+
+The decoder's output for code frame t is the spectrogram (n_fft 1024, hop 160) frames centred on samples
+(t-1)*hop and (t-1)*hop + 160: one code frame late, so everything those 1024-sample windows see has been
+encoded.  The decoder predicts magnitudes only, trained with log-spectral and mel losses; phase comes from
+the magnitudes, which on two CPU cores trains far faster than learning phase (no adversarial training).
 
 Why frames: every network layer runs at 75 Hz instead of 24 kHz, so encode and decode cost a few million
-multiply-adds per frame and run far faster than real time on two CPU cores, and a sqrt-Hann analysis /
-synthesis pair at 50 % overlap reconstructs perfectly, so the decoder only has to learn the spectrum.
+multiply-adds per frame and run far faster than real time on two CPU cores.
 
-Streaming: every layer is causal over frames (frame t sees frames <= t), and the framing and overlap-add
-keep one hop of samples as state.  Inside ``with model.streaming():`` the same modules keep that state
-across calls, so :class:`StreamEncoder` / :class:`StreamDecoder` process a file chunk by chunk and give the
-same output as the one-shot :meth:`AudioModel.encode` / :meth:`AudioModel.decode` (up to float rounding).
-Latency: two hops (26.7 ms): a hop of samples is final once the next frame has been decoded.
+Streaming: every layer is causal over frames (frame t sees frames <= t), and the framing keeps one hop of
+samples as state.  Inside ``with model.streaming():`` the same modules keep that state across calls, so
+:class:`StreamEncoder` / :class:`StreamDecoder` process a file chunk by chunk and give the same output as the
+one-shot :meth:`AudioModel.encode` / :meth:`AudioModel.decode` (up to float rounding).  Decoder latency: one
+code frame plus the phase reconstruction's block and look-ahead (72 spectrogram frames, 0.48 s).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..entropy import CategoricalPrior
+from .phase import PhaseReconstructor, magnitude_spectrogram
 from ..quantizers import GroupedResidualQuantizer, ResidualFSQ, ResidualQuantizer, ResidualVQ
 
 COMPRESS = 0.3  # spectral magnitude exponent of the frame representation
@@ -56,6 +62,9 @@ class AudioModelConfig:
     groups: int = 2  # grvq only
     fsq_levels: tuple[int, ...] = (8, 5, 5, 5)  # rfsq only: 1000 codes per stage
     bitrates: tuple[float, ...] = (1.5, 3.0, 6.0, 12.0)  # kbps the model is trained for (before entropy coding)
+    n_fft: int = 1024  # synthesis spectrogram
+    synthesis_hop: int = 160  # must divide hop
+    phase_iterations: int = 12  # Griffin-Lim rounds per block when decoding
 
 
 class StreamingModule(nn.Module):
@@ -140,45 +149,19 @@ class Framer(StreamingModule):
         return torch.cat([compressed.real, compressed.imag], dim=-1)
 
 
-class OverlapAdd(StreamingModule):
-    """Compressed complex spectra (B, n, 2*(hop+1)) -> waveform (B, n*hop), lagging one hop: the first hop
-    returned is the one *before* the first frame's centre.  State: the second half of the last frame."""
-
-    MAX_MAGNITUDE = 1e3  # decompressed |X| is clamped here: a wild output must not overflow the waveform
-
-    def __init__(self, hop: int) -> None:
-        super().__init__()
-        self.hop = hop
-        self.register_buffer("window", torch.hann_window(2 * hop, periodic=True).sqrt(), persistent=False)
-
-    def forward(self, spectra: Tensor) -> Tensor:
-        real, imag = spectra.chunk(2, dim=-1)
-        compressed = torch.complex(real, imag)
-        magnitude = compressed.abs().clamp_min(1e-8)
-        gain = magnitude.pow(1 / COMPRESS - 1).clamp_max(self.MAX_MAGNITUDE / magnitude)
-        frames = torch.fft.irfft(compressed * gain, n=2 * self.hop, dim=-1) * self.window  # (B, n, 2*hop)
-        batch, n, _ = frames.shape
-        halves = frames.reshape(batch, n, 2, self.hop)
-        past = self.state if self.streaming and self.state is not None else frames.new_zeros(batch, 1, self.hop)
-        # Sample block t = first half of frame t + second half of frame t-1.
-        tails = torch.cat([past, halves[:, :, 1]], dim=1)
-        if self.streaming:
-            self.state = tails[:, -1:].detach()
-        return (halves[:, :, 0] + tails[:, :-1]).reshape(batch, n * self.hop)
-
-
 class AudioModel(nn.Module):
     """See the module docstring.  ``forward`` trains; ``encode`` / ``decode`` (and the streaming classes) code."""
 
     def __init__(self, config: AudioModelConfig = AudioModelConfig()) -> None:
         super().__init__()
         self.config = c = config
-        bins = 2 * (c.hop + 1)
+        if c.hop % c.synthesis_hop:
+            raise ValueError(f"synthesis_hop {c.synthesis_hop} must divide hop {c.hop}")
         self.framer = Framer(c.hop)
-        self.encoder = FrameStack(bins, c.channels, c.latent, c.encoder_blocks, c.kernel, c.expansion)
+        self.encoder = FrameStack(2 * (c.hop + 1), c.channels, c.latent, c.encoder_blocks, c.kernel, c.expansion)
         self.quantizer = self._build_quantizer(c)
-        self.decoder = FrameStack(c.latent, c.channels, bins, c.decoder_blocks, c.kernel, c.expansion)
-        self.overlap_add = OverlapAdd(c.hop)
+        self.decoder = FrameStack(c.latent, c.channels, self.spectra_per_frame * self.bins, c.decoder_blocks,
+                                  c.kernel, c.expansion)
         # One categorical table per codebook (stage x group), fitted to code counts gathered while training.
         tables = c.num_quantizers * self.codebooks_per_stage
         self.prior = CategoricalPrior(self.codebook_size, tables)
@@ -204,6 +187,29 @@ class AudioModel(nn.Module):
         return self.config.sample_rate / self.config.hop
 
     @property
+    def bins(self) -> int:
+        return self.config.n_fft // 2 + 1
+
+    @property
+    def spectra_per_frame(self) -> int:
+        return self.config.hop // self.config.synthesis_hop
+
+    MAX_LOG_MAGNITUDE = math.log(1e3)  # a wild output must not overflow the waveform
+
+    def log_magnitudes(self, quantized: Tensor) -> Tensor:
+        """Quantized latents (B, T, latent) -> log |STFT| (B, T * spectra_per_frame, bins), in decoder order
+        (the first spectra_per_frame frames predict frames before the signal's start)."""
+        out = self.decoder(quantized)
+        return rearrange(out, "b t (s f) -> b (t s) f", s=self.spectra_per_frame)
+
+    def target_magnitudes(self, x: Tensor) -> Tensor:
+        """The spectrogram the decoder learns to predict: (B, N // synthesis_hop + 1, bins) for x (B, N)."""
+        return magnitude_spectrogram(x, self.config.n_fft, self.config.synthesis_hop)
+
+    def phase_reconstructor(self) -> PhaseReconstructor:
+        return PhaseReconstructor(self.config.n_fft, self.config.synthesis_hop, self.config.phase_iterations)
+
+    @property
     def codebook_size(self) -> int:
         return math.prod(self.config.fsq_levels) if self.config.quantizer == "rfsq" else self.config.codebook_size
 
@@ -226,17 +232,19 @@ class AudioModel(nn.Module):
 
     # -- training --------------------------------------------------------------------------------------------
     def forward(self, x: Tensor, num_stages: int | None = None) -> dict[str, Tensor]:
-        """x (B, N) with N a multiple of hop -> x_hat (B, N), commitment loss, codes.
+        """x (B, N) with N a multiple of hop -> predicted log-magnitudes aligned with
+        :meth:`target_magnitudes` (x), commitment loss, codes.
 
         Quantizer dropout: training runs pick ``num_stages`` among the served bitrates' stage counts (under DDP
         every rank must pick the same, see :mod:`polycodec.training.audio`); the default is all stages."""
         num_stages = num_stages or self.config.num_quantizers
-        latent = self.encoder(self.framer(F.pad(x, (0, self.config.hop))))  # + the frame closing the last hop
+        latent = self.encoder(self.framer(F.pad(x, (0, 2 * self.config.hop))))  # + the two closing frames
         out = self.quantizer(latent, num_stages)
-        x_hat = self.overlap_add(self.decoder(out.quantized))[:, self.config.hop:]  # drop the one-hop lag
+        frames = x.shape[-1] // self.config.synthesis_hop + 1
+        log_magnitude = self.log_magnitudes(out.quantized)[:, self.spectra_per_frame: self.spectra_per_frame + frames]
         if self.training:
             self._count(out.indices, num_stages)
-        return {"x_hat": x_hat, "loss": out.loss, "codes": out.indices}
+        return {"log_magnitude": log_magnitude, "loss": out.loss, "codes": out.indices}
 
     COUNT_DECAY = 0.995  # code statistics follow the codebooks as they move: about the last 200 steps count
 
@@ -278,8 +286,8 @@ class AudioModel(nn.Module):
 
     # -- coding (one shot) ---------------------------------------------------------------------------------
     def frames_for(self, samples: int) -> int:
-        """Frames that code ``samples``: one per hop started, plus the frame that completes the last hop."""
-        return -(-samples // self.config.hop) + 1
+        """Frames that code ``samples``: one per hop started, plus two whose spectrogram frames close the end."""
+        return -(-samples // self.config.hop) + 2
 
     @torch.no_grad()
     def encode(self, x: Tensor, num_stages: int) -> Tensor:
@@ -291,8 +299,10 @@ class AudioModel(nn.Module):
     @torch.no_grad()
     def decode(self, codes: Tensor, samples: int) -> Tensor:
         """codes (B, T, Q) -> waveform (B, samples)."""
-        spectra = self.decoder(self.quantizer.from_indices(codes))
-        return self.overlap_add(spectra)[:, self.config.hop: self.config.hop + samples]
+        log_magnitude = self.log_magnitudes(self.quantizer.from_indices(codes))[:, self.spectra_per_frame:]
+        reconstructor = self.phase_reconstructor()
+        head = reconstructor.push(log_magnitude.clamp_max(self.MAX_LOG_MAGNITUDE).exp())
+        return torch.cat([head, reconstructor.finish(samples)], dim=-1)[:, :samples]
 
     @contextmanager
     def streaming(self) -> Iterator[None]:
@@ -346,23 +356,36 @@ class StreamEncoder:
 
 
 class StreamDecoder:
-    """Chunk-by-chunk :meth:`AudioModel.decode`: ``push`` codes (B, T, Q), get the samples they complete
-    (realigned: the one-hop lag of the overlap-add is dropped at the start).  The caller trims the total to the
-    stream's length."""
+    """Chunk-by-chunk :meth:`AudioModel.decode`: ``push`` codes (B, T, Q), get the samples that became final;
+    ``finish(samples)`` returns the rest, up to ``samples`` in all."""
 
     def __init__(self, model: AudioModel) -> None:
         self.model = model
-        self.to_drop = model.config.hop
+        self.to_drop = model.spectra_per_frame  # decoder order starts before the signal
+        self.reconstructor = model.phase_reconstructor()
+        self.emitted = 0
         self._context = model.streaming()
         self._context.__enter__()
+        self._open = True
 
     @torch.no_grad()
     def push(self, codes: Tensor) -> Tensor:
         m = self.model
-        samples = m.overlap_add(m.decoder(m.quantizer.from_indices(codes)))
-        drop = min(self.to_drop, samples.shape[-1])
+        log_magnitude = m.log_magnitudes(m.quantizer.from_indices(codes))
+        drop = min(self.to_drop, log_magnitude.shape[1])
         self.to_drop -= drop
-        return samples[:, drop:]
+        out = self.reconstructor.push(log_magnitude[:, drop:].clamp_max(m.MAX_LOG_MAGNITUDE).exp())
+        self.emitted += out.shape[-1]
+        return out
+
+    def finish(self, samples: int) -> Tensor:
+        """The remaining samples (ends the stream)."""
+        try:
+            return self.reconstructor.finish(samples)
+        finally:
+            self.close()
 
     def close(self) -> None:
-        self._context.__exit__(None, None, None)
+        if self._open:
+            self._open = False
+            self._context.__exit__(None, None, None)

@@ -1,9 +1,13 @@
 """Training of the streaming audio codec (:class:`~polycodec.models.audio.AudioModel`).
 
-    loss = w_mel * multi-scale log-mel L1(x, x_hat)          (what the mel-distance metric measures)
-         + w_complex * MSE of compressed complex spectra at the codec's own frames (phase, for PESQ / SI-SDR)
+    S = |STFT(x)| (the decoder's target spectrogram), S_hat = exp(decoder output)
+    loss = w_log * L1(log S_hat, log S)                        (every bin, quiet ones too)
+         + w_mel * L1(log10 mel(S_hat), log10 mel(S))           (80 Slaney bands, as the mel-distance metric)
+         + w_convergence * ||S - S_hat||_F / ||S||_F            (spectral convergence: the loud bins)
          + commitment loss of the residual quantizer
     one served bitrate per step (quantizer dropout), the same on every DDP rank
+
+No waveform is made while training: phase is reconstructed from the magnitudes when decoding.
 
 Data: 24 kHz mono files under ``data.path`` (``scripts/build_audio_data.py`` writes speech/ and music/);
 each training segment comes from a uniformly chosen top-level subfolder, then a file chosen in proportion
@@ -26,26 +30,29 @@ from torch.utils.data import DataLoader, Dataset
 from ..models import build_model
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg")
-MEL_SCALES = ((256, 40), (512, 64), (1024, 80), (2048, 80))  # (window, mel bands)
 
 
-class MultiScaleMelLoss(nn.Module):
-    """Mean over scales of L1 between log10 mel magnitudes (clamped at 1e-5), hop = window / 4."""
+class SpectralLoss(nn.Module):
+    """The three magnitude terms of the module docstring, each a scalar."""
 
-    def __init__(self, sample_rate: int) -> None:
+    def __init__(self, sample_rate: int, n_fft: int, mels: int = 80) -> None:
         super().__init__()
-        import torchaudio
+        import torchaudio.functional as AF
 
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # empty low mel bands at small windows: harmless
-            self.mels = nn.ModuleList(torchaudio.transforms.MelSpectrogram(
-                sample_rate=sample_rate, n_fft=w, win_length=w, hop_length=w // 4, n_mels=n, power=1.0,
-                norm="slaney", mel_scale="slaney", center=True) for w, n in MEL_SCALES)
+            warnings.simplefilter("ignore", UserWarning)  # empty low mel bands: harmless
+            bank = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, mels, sample_rate, norm="slaney",
+                                      mel_scale="slaney")
+        self.register_buffer("mel_bank", bank, persistent=False)  # (bins, mels)
 
-    def forward(self, x: Tensor, x_hat: Tensor) -> Tensor:
-        losses = [(torch.log10(m(x_hat).clamp_min(1e-5)) - torch.log10(m(x).clamp_min(1e-5))).abs().mean()
-                  for m in self.mels]
-        return torch.stack(losses).mean()
+    def forward(self, log_predicted: Tensor, target: Tensor) -> dict[str, Tensor]:
+        predicted = log_predicted.exp()
+        log_l1 = (log_predicted - torch.log(target.clamp_min(1e-5))).abs().mean()
+        mel = (torch.log10((predicted @ self.mel_bank).clamp_min(1e-5))
+               - torch.log10((target @ self.mel_bank).clamp_min(1e-5))).abs().mean()
+        convergence = (torch.linalg.vector_norm(target - predicted, dim=(1, 2))
+                       / torch.linalg.vector_norm(target, dim=(1, 2)).clamp_min(1e-5)).mean()
+        return {"log": log_l1, "mel": mel, "convergence": convergence}
 
 
 def stages_for_step(served: list[int], seed: int, step: int) -> int:
@@ -57,11 +64,12 @@ def stages_for_step(served: list[int], seed: int, step: int) -> int:
 class AudioCodecModule(L.LightningModule):
     def __init__(self, model_name: str = "audio", model_config: dict | None = None, lr: float = 5e-4,
                  clip: float = 1.0, milestones: list[int] | None = None, gamma: float = 0.1, seed: int = 0,
-                 mel_weight: float = 1.0, complex_weight: float = 1.0, recipe: dict | None = None) -> None:
+                 weights: dict[str, float] | None = None, recipe: dict | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(model_name, model_config or {})
-        self.mel_loss = MultiScaleMelLoss(self.model.config.sample_rate)
+        self.weights = {"log": 1.0, "mel": 1.0, "convergence": 1.0} | (weights or {})
+        self.spectral = SpectralLoss(self.model.config.sample_rate, self.model.config.n_fft)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.hparams.lr, betas=(0.8, 0.99),
@@ -76,23 +84,19 @@ class AudioCodecModule(L.LightningModule):
 
     def terms(self, x: Tensor, num_stages: int) -> dict[str, Tensor]:
         out = self.model(x, num_stages)
-        x_hat = out["x_hat"]
-        mel = self.mel_loss(x, x_hat)
-        framer = self.model.framer
-        complex_err = (framer(x_hat) - framer(x)).pow(2).mean()
-        loss = self.hparams.mel_weight * mel + self.hparams.complex_weight * complex_err + out["loss"]
-        mse = (x_hat - x).pow(2).mean(dim=-1)
-        snr = 10 * torch.log10(x.pow(2).mean(dim=-1).clamp_min(1e-10) / mse.clamp_min(1e-10))
-        return {"loss": loss, "mel": mel.detach(), "complex": complex_err.detach(), "snr": snr.mean().detach(),
-                "commit": out["loss"].detach()}
+        with torch.no_grad():
+            target = self.model.target_magnitudes(x)
+        terms = self.spectral(out["log_magnitude"], target)
+        loss = sum(self.weights[k] * v for k, v in terms.items()) + out["loss"]
+        return {"loss": loss, "commit": out["loss"].detach()} | {k: v.detach() for k, v in terms.items()}
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         stages = stages_for_step(self.model.served_stages, self.hparams.seed, self.global_step)
         terms = self.terms(batch, stages)
         size = batch.shape[0]
-        self.log_dict({"train/loss": terms["loss"].detach(), "train/mel": terms["mel"], "train/snr": terms["snr"]},
+        self.log_dict({"train/loss": terms["loss"].detach(), "train/mel": terms["mel"], "train/log": terms["log"]},
                       prog_bar=True, batch_size=size)
-        self.log_dict({"train/complex": terms["complex"], "train/commit": terms["commit"],
+        self.log_dict({"train/convergence": terms["convergence"], "train/commit": terms["commit"],
                        "train/stages": float(stages)}, batch_size=size)
         return terms["loss"]
 
@@ -100,7 +104,7 @@ class AudioCodecModule(L.LightningModule):
         for stages in self.model.served_stages:
             terms = self.terms(batch, stages)
             self.log(f"val/mel_s{stages}", terms["mel"], sync_dist=True, batch_size=batch.shape[0])
-            self.log(f"val/snr_s{stages}", terms["snr"], sync_dist=True, batch_size=batch.shape[0])
+            self.log(f"val/convergence_s{stages}", terms["convergence"], sync_dist=True, batch_size=batch.shape[0])
 
 
 def list_audio(folder: str | Path) -> list[Path]:

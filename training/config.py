@@ -28,9 +28,10 @@ DEFAULTS: dict[str, Any] = {
         "cache": True,  # keep decoded images in memory (per process); turn off for large folders
         "segment": 24000,  # audio models: training segment in samples
     },
-    "loss": {  # audio models: weights of the reconstruction terms (training/audio.py)
+    "loss": {  # audio models: weights of the spectral terms (training/audio.py)
+        "log": 1.0,
         "mel": 1.0,
-        "complex": 1.0,
+        "convergence": 1.0,
     },
     "optim": {
         "lr": 1.0e-4,  # main parameters (Adam)
@@ -40,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
         "gamma": 0.1,
     },
     "trainer": {
+        "init_from": "",  # a checkpoint whose tensors of matching name and shape start the model (fine-tuning)
         "max_steps": 20000,
         "seed": 0,
         "precision": "32-true",

@@ -69,12 +69,25 @@ def modules_for(config: dict) -> tuple[L.LightningModule, L.LightningDataModule]
     common = dict(lr=optim["lr"], clip=optim["clip"], milestones=optim["milestones"], gamma=optim["gamma"],
                   seed=seed, recipe=recipe)
     if name == "audio":
-        module = AudioCodecModule(name, config["model"]["config"], mel_weight=config["loss"]["mel"],
-                                  complex_weight=config["loss"]["complex"], **common)
+        module = AudioCodecModule(name, config["model"]["config"], weights=dict(config["loss"]), **common)
         data = AudioDataModule(seed=seed, sample_rate=module.model.config.sample_rate, **data_cfg)
         return module, data
     data = ImageFolderDataModule(seed=seed, **{k: v for k, v in data_cfg.items() if k != "segment"})
     return RateDistortionModule(name, config["model"]["config"], aux_lr=optim["aux_lr"], **common), data
+
+
+def warm_start(module: L.LightningModule, checkpoint: str) -> None:
+    """Copy every tensor of ``checkpoint`` whose name and shape match into ``module`` (the rest stays as
+    initialised), e.g. to keep a trained encoder and quantizer while a new decoder head learns.  The step
+    count and optimizer start afresh: this is a new run, not a resumed one (use --resume for that)."""
+    from .export import load_checkpoint
+
+    state = load_checkpoint(checkpoint)["state_dict"]
+    own = module.state_dict()
+    taken = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    module.load_state_dict(taken, strict=False)
+    print(f"init_from {checkpoint}: {len(taken)} of {len(own)} tensors taken"
+          f"{'; new: ' + ', '.join(sorted(set(own) - set(taken))[:6]) if len(taken) < len(own) else ''}")
 
 
 def build(config: dict) -> tuple[L.Trainer, L.LightningModule, L.LightningDataModule]:
@@ -83,6 +96,8 @@ def build(config: dict) -> tuple[L.Trainer, L.LightningModule, L.LightningDataMo
     out = Path(config["out"])
     L.seed_everything(run["seed"], workers=True, verbose=False)
     module, data = modules_for(config)
+    if run["init_from"]:
+        warm_start(module, run["init_from"])
     data.check()  # a missing or empty folder fails here, before any process is launched
     keep = run["keep_checkpoints"]
     checkpoints = Checkpoints(
