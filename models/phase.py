@@ -3,8 +3,9 @@ block by block with committed left context and a look-ahead, in the manner of RT
 
     magnitudes (B, frames, n_fft/2+1), frame j centred on sample j*hop (Hann window, zero outside the signal)
       --per block of `block` frames: phases start from the last committed frame advanced by 2*pi*k*hop/n_fft,
-        then `iterations` rounds of  overlap-add -> re-analyse -> keep the phase, impose the magnitude,
-        with the committed frames that overlap the block held fixed--> commit the block's frames
+        then `iterations` rounds of  overlap-add -> re-analyse -> keep the phase, impose the magnitude
+        (with the momentum of fast Griffin-Lim, Perraudin et al. 2013), the committed frames that overlap the
+        block held fixed--> commit the block's frames
       --overlap-add of committed frames, divided by the summed squared window--> final samples
 
 Every decision depends only on absolute frame numbers, never on how the frames were pushed, so feeding a
@@ -28,8 +29,9 @@ def magnitude_spectrogram(x: Tensor, n_fft: int, hop: int) -> Tensor:
 
 
 class PhaseReconstructor:
-    def __init__(self, n_fft: int, hop: int, iterations: int = 16, block: int = 64, lookahead: int = 8) -> None:
-        self.n_fft, self.hop, self.iterations = n_fft, hop, iterations
+    def __init__(self, n_fft: int, hop: int, iterations: int = 16, block: int = 64, lookahead: int = 8,
+                 momentum: float = 0.99) -> None:
+        self.n_fft, self.hop, self.iterations, self.momentum = n_fft, hop, iterations, momentum
         self.block, self.lookahead = block, lookahead
         self.context = math.ceil(n_fft / hop) - 1  # earlier frames that overlap a frame
         if lookahead < self.context:
@@ -64,14 +66,18 @@ class PhaseReconstructor:
         mags = self.pending[:, : count + self.lookahead]
         fixed = self.committed if self.committed is not None else mags.new_zeros(mags.shape[0], 0, mags.shape[2],
                                                                                   dtype=torch.complex64)
-        frames = self._initial_phase(mags, fixed)
+        frames = previous = self._initial_phase(mags, fixed)
+        estimate = frames
         for _ in range(self.iterations):
-            y = self._overlap_add(torch.cat([fixed, frames], dim=1))
+            y = self._overlap_add(torch.cat([fixed, estimate], dim=1))
             analysed = self._analyse(y[:, fixed.shape[1] * self.hop:])  # the new frames only
             parts = torch.view_as_real(analysed)
             power = parts[..., 0] * parts[..., 0] + parts[..., 1] * parts[..., 1]
             scale = mags * torch.rsqrt(power.clamp_min(1e-24))  # keep the phase, impose the magnitude
             frames = torch.view_as_complex(parts * scale.unsqueeze(-1))
+            # Fast Griffin-Lim (Perraudin et al. 2013): extrapolate along the last step.
+            estimate = frames + self.momentum * (frames - previous)
+            previous = frames
         new = frames[:, :count]
         self._accumulate(new)
         self.committed = torch.cat([fixed, new], dim=1)[:, -self.context:]
