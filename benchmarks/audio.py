@@ -32,6 +32,7 @@ import soundfile as sf
 import torch
 
 import polycodec
+from timing import best_of
 from polycodec.bitstream import ChunkType, unpack
 from polycodec.evaluation import EvalConfig, run_evaluation
 from polycodec.evaluation.report import aggregate
@@ -108,15 +109,6 @@ def entropy_savings(data: Path, weights: str | None) -> None:
             raw += codec.model.frames_for(samples) * kbps * 1000 / codec.model.frame_rate
         print(f"  {kbps:>5g} kbps: raw {raw / 8 / 1024:8.1f} KiB  coded {coded / 8 / 1024:8.1f} KiB  "
               f"saved {1 - coded / raw:6.1%}")
-
-
-def best_of(fn, repeats: int = 3) -> float:
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def speed(data: Path, weights: str | None, seconds: float = 30.0) -> None:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 import polycodec
+from timing import best_of
 from polycodec.evaluation import EvalConfig, run_evaluation
 from polycodec.evaluation.report import aggregate
 from polycodec.media import read_image
@@ -29,15 +29,6 @@ from polycodec.metrics.bd import bd_rate
 from polycodec.models.image import PAD
 
 CLASSICAL = ["jpeg", "webp", "avif"]
-
-
-def best_of(fn, repeats: int = 3) -> float:
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def rd_table(rows: list[dict]) -> dict[str, list[dict]]:
