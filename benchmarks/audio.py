@@ -19,12 +19,10 @@ Build the test sets first with ``scripts/build_eval_data.py``.
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +30,11 @@ import soundfile as sf
 import torch
 
 import polycodec
-from timing import best_of
 from polycodec.bitstream import ChunkType, unpack
 from polycodec.evaluation import EvalConfig, run_evaluation
 from polycodec.evaluation.report import aggregate
 from polycodec.media import read_audio
+from timing import best_of
 
 SETS = {"speech": True, "speech-flite": True, "music": False}  # folder under data/eval -> speech metrics?
 BITRATES = (1.5, 3.0, 6.0, 12.0)
