@@ -110,9 +110,9 @@ class AudioCodec(StreamCodec):
                 raise ValueError("the waveform holds no samples")
             tail = resampler.finish()
             held.append(encoder.push(tail) if tail.numel() else torch.zeros(coded, 0, 0, dtype=torch.long))
+            held.append(encoder.finish())
         finally:
-            last = encoder.finish()
-        held.append(last)
+            encoder.close()
         chunks.extend(self._full_chunks(held, final=True))
         return self._container(sample_rate, channels, samples, chunks)
 
@@ -242,6 +242,8 @@ class AudioCodec(StreamCodec):
         decoder = SymbolDecoder(data)
         codes = self.model.prior.read(decoder, (coded, count, len(tables)), tables)
         decoder.finish()
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.model.codebook_size):
+            raise FormatError("audio chunk decodes to code indices outside the codebooks")  # escapes in a forged stream
         return codes
 
 

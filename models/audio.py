@@ -330,6 +330,7 @@ class StreamEncoder:
         self.samples = 0
         self._context = model.streaming()
         self._context.__enter__()
+        self._open = True
 
     def push(self, x: Tensor) -> Tensor:
         self.samples += x.shape[-1]
@@ -339,12 +340,18 @@ class StreamEncoder:
         return self._code(x[:, :whole])
 
     def finish(self) -> Tensor:
-        """Codes of the remaining samples, zero-padded, plus the closing frame; ends the stream."""
+        """Codes of the remaining samples, zero-padded, plus the closing frames; ends the stream."""
         try:
             tail = self.pending if self.pending is not None else torch.zeros(1, 0)
             frames = self.model.frames_for(self.samples) - self.samples // self.hop
             return self._code(F.pad(tail, (0, frames * self.hop - tail.shape[-1])))
         finally:
+            self.close()
+
+    def close(self) -> None:
+        """End the stream without coding the rest (after an error); idempotent."""
+        if self._open:
+            self._open = False
             self._context.__exit__(None, None, None)
 
     @torch.no_grad()
