@@ -4,6 +4,7 @@
     loss = w_log * L1(log S_hat, log S)                        (every bin, quiet ones too)
          + w_mel * L1(log10 mel(S_hat), log10 mel(S))           (80 Slaney bands, as the mel-distance metric)
          + w_convergence * ||S - S_hat||_F / ||S||_F            (spectral convergence: the loud bins)
+         + w_compressed * L1(S_hat^0.3, S^0.3)                  (loudness-like compression, as PESQ weighs)
          + commitment loss of the residual quantizer
     one served bitrate per step (quantizer dropout), the same on every DDP rank
 
@@ -33,7 +34,7 @@ AUDIO_SUFFIXES = (".flac", ".wav", ".ogg")
 
 
 class SpectralLoss(nn.Module):
-    """The three magnitude terms of the module docstring, each a scalar."""
+    """The four magnitude terms of the module docstring, each a scalar."""
 
     def __init__(self, sample_rate: int, n_fft: int, mels: int = 80) -> None:
         super().__init__()
@@ -52,7 +53,8 @@ class SpectralLoss(nn.Module):
                - torch.log10((target @ self.mel_bank).clamp_min(1e-5))).abs().mean()
         convergence = (torch.linalg.vector_norm(target - predicted, dim=(1, 2))
                        / torch.linalg.vector_norm(target, dim=(1, 2)).clamp_min(1e-5)).mean()
-        return {"log": log_l1, "mel": mel, "convergence": convergence}
+        compressed = (torch.exp(0.3 * log_predicted) - target.clamp_min(1e-8).pow(0.3)).abs().mean()
+        return {"log": log_l1, "mel": mel, "convergence": convergence, "compressed": compressed}
 
 
 def stages_for_step(served: list[int], seed: int, step: int) -> int:
@@ -68,7 +70,7 @@ class AudioCodecModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(model_name, model_config or {})
-        self.weights = {"log": 1.0, "mel": 1.0, "convergence": 1.0} | (weights or {})
+        self.weights = {"log": 1.0, "mel": 1.0, "convergence": 1.0, "compressed": 1.0} | (weights or {})
         self.spectral = SpectralLoss(self.model.config.sample_rate, self.model.config.n_fft)
 
     def configure_optimizers(self):
@@ -96,7 +98,8 @@ class AudioCodecModule(L.LightningModule):
         size = batch.shape[0]
         self.log_dict({"train/loss": terms["loss"].detach(), "train/mel": terms["mel"], "train/log": terms["log"]},
                       prog_bar=True, batch_size=size)
-        self.log_dict({"train/convergence": terms["convergence"], "train/commit": terms["commit"],
+        self.log_dict({"train/convergence": terms["convergence"], "train/compressed": terms["compressed"],
+                       "train/commit": terms["commit"],
                        "train/stages": float(stages)}, batch_size=size)
         return terms["loss"]
 

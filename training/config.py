@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
         "log": 1.0,
         "mel": 1.0,
         "convergence": 1.0,
+        "compressed": 1.0,
     },
     "optim": {
         "lr": 1.0e-4,  # main parameters (Adam)
