@@ -39,8 +39,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..entropy import CategoricalPrior
+from ..quantizers import GroupedResidualQuantizer, ResidualFSQ, ResidualVQ
 from .phase import PhaseReconstructor, magnitude_spectrogram
-from ..quantizers import GroupedResidualQuantizer, ResidualFSQ, ResidualQuantizer, ResidualVQ
 
 COMPRESS = 0.3  # spectral magnitude exponent of the frame representation
 

@@ -1,7 +1,6 @@
 """The audio codec: streaming model and resampler, round trips, chunked equality, bitrates, partial decoding,
 bad input, and the CLI on files."""
 
-import io
 import json
 import math
 import subprocess
@@ -15,7 +14,7 @@ import torch
 import torchaudio.functional as AF
 
 from polycodec import load
-from polycodec.bitstream import BitstreamError, ModelMismatchError, TruncatedError
+from polycodec.bitstream import BitstreamError, ModelMismatchError
 from polycodec.cli.main import main
 from polycodec.codecs.audio import AudioCodec
 from polycodec.media.resample import StreamingResampler
