@@ -38,6 +38,7 @@ from timing import best_of
 
 SETS = {"speech": True, "speech-flite": True, "music": False}  # folder under data/eval -> speech metrics?
 BITRATES = (1.5, 3.0, 6.0, 12.0)
+PARTS = ("rd", "entropy", "speed", "memory")
 COLUMNS = [("kbps", "kbps", 7, 2), ("mel_distance", "mel", 7, 3), ("stft_distance", "stft", 7, 3),
            ("si_sdr", "SI-SDR", 8, 2), ("pesq_wb", "PESQ", 6, 2), ("stoi", "STOI", 6, 3),
            ("visqol", "ViSQOL", 7, 2), ("visqol_audio_mode", "ViSQOLa", 8, 2), ("encode_s", "enc s", 7, 3),
@@ -142,12 +143,15 @@ def speed(data: Path, weights: str | None, seconds: float = 30.0) -> None:
     print(f"  EnCodec 24 kHz (random weights)   encode {seconds / enc:7.1f}x   decode {seconds / dec:7.1f}x")
 
 
+# Peak memory is read from /proc/self/status (VmHWM, this process image only): getrusage's ru_maxrss would
+# include the high-water mark of the (large) benchmark process it was forked from, which exec does not reset.
 MEMORY_CHILD = """
-import resource, sys, time
+import re, sys, time
 from polycodec.cli.main import main
 start = time.perf_counter()
 code = main(sys.argv[1:])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.perf_counter() - start, code)
+peak_kib = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+print(peak_kib / 1024, time.perf_counter() - start, code)
 """
 
 
@@ -194,15 +198,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--long-minutes", type=float, nargs="*", default=[5, 20, 60],
                         help="durations of the memory test files (default: 5 20 60; none: skip)")
-    parser.add_argument("--skip-rd", action="store_true", help="only speed, entropy coding and memory")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="what to run (default: all): rd (rate-distortion and targets), entropy, speed, memory")
     args = parser.parse_args()
     weights = str(Path(args.weights).resolve()) if args.weights else None
     data = Path(args.data)
-    if not args.skip_rd:
+    if "rd" in args.parts:
         targets(rd_tables(data, Path(args.out), weights, args.workers))
-    entropy_savings(data, weights)
-    speed(data, weights)
-    if args.long_minutes:
+    if "entropy" in args.parts:
+        entropy_savings(data, weights)
+    if "speed" in args.parts:
+        speed(data, weights)
+    if "memory" in args.parts and args.long_minutes:
         memory(args.long_minutes, weights)
 
 
