@@ -2,7 +2,7 @@
 block by block with committed left context and a look-ahead, in the manner of RTISI-LA, Zhu et al. 2007).
 
     magnitudes (B, frames, n_fft/2+1), frame j centred on sample j*hop (Hann window, zero outside the signal)
-      --per block of `block` frames: phases start from the last committed frame advanced by 2*pi*k*hop/n_fft,
+      --per block of `block` frames: phases start at 2*pi*k*hop/n_fft per frame (a stationary sinusoid's advance),
         then `iterations` rounds of  overlap-add -> re-analyse -> keep the phase, impose the magnitude
         (with the momentum of fast Griffin-Lim, Perraudin et al. 2013), the committed frames that overlap the
         block held fixed--> commit the block's frames
@@ -85,10 +85,12 @@ class PhaseReconstructor:
         self.done += count
 
     def _initial_phase(self, mags: Tensor, fixed: Tensor) -> Tensor:
-        # The one angle() per block: iterations keep phases as unit complex numbers instead.
-        start = torch.angle(fixed[:, -1]) if fixed.shape[1] else torch.zeros_like(mags[:, 0])
-        steps = torch.arange(1, mags.shape[1] + 1, dtype=mags.dtype).view(1, -1, 1)
-        return torch.polar(mags, start.unsqueeze(1) + steps * self.advance)
+        # A function of the absolute frame number only.  Starting from the committed frames' phases would
+        # be ill-conditioned: a near-silent bin's phase is noise, and float noise in it would steer a loud bin
+        # of the next block, so chunked and one-shot decoding (or two machines) would drift apart audibly.
+        frames = torch.arange(self.done, self.done + mags.shape[1], dtype=torch.float64).view(1, -1, 1)
+        phase = torch.remainder(frames * self.advance.double(), 2 * math.pi).to(mags.dtype)
+        return torch.polar(mags, phase.expand_as(mags))
 
     def _overlap_add(self, frames: Tensor) -> Tensor:
         """Complex frames (B, M, bins) -> least-squares signal over their span (B, (M-1)*hop + n_fft)."""
