@@ -319,18 +319,32 @@ class AudioModel(nn.Module):
                 m.reset()
 
 
-class StreamEncoder:
+class _Stream:
+    """Holds a model in streaming mode from creation until :meth:`close` (one stream per model at a time)."""
+
+    def __init__(self, model: AudioModel) -> None:
+        self.model = model
+        self._context = model.streaming()
+        self._context.__enter__()
+        self._open = True
+
+    def close(self) -> None:
+        """End the stream (also after an error, without finishing it); idempotent."""
+        if self._open:
+            self._open = False
+            self._context.__exit__(None, None, None)
+
+
+class StreamEncoder(_Stream):
     """Chunk-by-chunk :meth:`AudioModel.encode`: ``push`` blocks of samples (B, n), get codes of the frames they
     complete; ``finish`` codes the rest.  Concatenated, the codes equal the one-shot encode's."""
 
     def __init__(self, model: AudioModel, num_stages: int) -> None:
-        self.model, self.num_stages = model, num_stages
+        super().__init__(model)
+        self.num_stages = num_stages
         self.hop = model.config.hop
         self.pending: Tensor | None = None
         self.samples = 0
-        self._context = model.streaming()
-        self._context.__enter__()
-        self._open = True
 
     def push(self, x: Tensor) -> Tensor:
         self.samples += x.shape[-1]
@@ -348,12 +362,6 @@ class StreamEncoder:
         finally:
             self.close()
 
-    def close(self) -> None:
-        """End the stream without coding the rest (after an error); idempotent."""
-        if self._open:
-            self._open = False
-            self._context.__exit__(None, None, None)
-
     @torch.no_grad()
     def _code(self, x: Tensor) -> Tensor:
         if x.shape[-1] == 0:
@@ -362,18 +370,15 @@ class StreamEncoder:
         return m.quantizer(m.encoder(m.framer(x)), self.num_stages).indices
 
 
-class StreamDecoder:
+class StreamDecoder(_Stream):
     """Chunk-by-chunk :meth:`AudioModel.decode`: ``push`` codes (B, T, Q), get the samples that became final;
     ``finish(samples)`` returns the rest, up to ``samples`` in all."""
 
     def __init__(self, model: AudioModel) -> None:
-        self.model = model
+        super().__init__(model)
         self.to_drop = model.spectra_per_frame  # decoder order starts before the signal
         self.reconstructor = model.phase_reconstructor()
         self.emitted = 0
-        self._context = model.streaming()
-        self._context.__enter__()
-        self._open = True
 
     @torch.no_grad()
     def push(self, codes: Tensor) -> Tensor:
@@ -391,8 +396,3 @@ class StreamDecoder:
             return self.reconstructor.finish(samples)
         finally:
             self.close()
-
-    def close(self) -> None:
-        if self._open:
-            self._open = False
-            self._context.__exit__(None, None, None)
