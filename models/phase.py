@@ -94,8 +94,11 @@ class PhaseReconstructor:
 
     def _overlap_add(self, frames: Tensor) -> Tensor:
         """Complex frames (B, M, bins) -> least-squares signal over their span (B, (M-1)*hop + n_fft)."""
-        numerator = self._fold(torch.fft.irfft(frames, n=self.n_fft, dim=-1) * self.window)
-        return numerator / self._envelope(frames.shape[1]).clamp_min(1e-8)
+        return self._synthesise(frames) / self._envelope(frames.shape[1]).clamp_min(1e-8)
+
+    def _synthesise(self, frames: Tensor) -> Tensor:
+        """Windowed inverse transforms of complex frames, overlap-added (the numerator of the least squares)."""
+        return self._fold(torch.fft.irfft(frames, n=self.n_fft, dim=-1) * self.window)
 
     def _fold(self, pieces: Tensor) -> Tensor:
         """Overlap-add (B, M, n_fft) at stride hop -> (B, (M-1)*hop + n_fft), as `taps` shifted slice sums."""
@@ -117,8 +120,7 @@ class PhaseReconstructor:
 
     def _accumulate(self, frames: Tensor) -> None:
         """Add committed frames (numbered done .. done+n-1) to the running overlap-add."""
-        numerator = self._fold(torch.fft.irfft(frames, n=self.n_fft, dim=-1) * self.window)
-        envelope = self._envelope(frames.shape[1])
+        numerator, envelope = self._synthesise(frames), self._envelope(frames.shape[1])
         start = self.done * self.hop - self.n_fft // 2  # first sample of the first new frame
         if self.numerator is None:
             self.numerator = numerator.new_zeros(numerator.shape[0], 0)
