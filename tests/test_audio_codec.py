@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from safetensors import safe_open
 import torch
 import torchaudio.functional as AF
 
@@ -287,7 +288,10 @@ def test_training_export_and_coding_with_the_result(tmp_path):
     metrics = (out / "logs" / "version_0" / "metrics.csv").read_text()
     assert "train/mel" in metrics and "train/stages" in metrics
     assert main(["export", str(out / "checkpoints" / "last.ckpt"), str(tmp_path / "export"),
-                 "--fit-data", str(tmp_path / "data")]) == 0
+                 "--fit-data", str(tmp_path / "data"), "--half"]) == 0
+    with safe_open(str(tmp_path / "export" / "model.safetensors"), "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}
+    assert torch.float16 in dtypes and torch.float32 not in dtypes and torch.int32 in dtypes  # tables stay integer
     fitted = json.loads((tmp_path / "export" / "config.json").read_text())["tables_fitted_on"]
     assert fitted["files"] == 2 and fitted["frames"] == 2 * 152  # 2 s = 150 frames + the two closing ones
     codec = load("audio", weights=tmp_path / "export", bitrate=1.8)

@@ -56,7 +56,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
     out = export(args.checkpoint, args.out_dir, force=args.force, fit_data=args.fit_data,
-                 fit_minutes=args.fit_minutes)
+                 fit_minutes=args.fit_minutes, half=args.half)
     print(f"exported {args.checkpoint} -> {out}/model.safetensors + config.json")
     return 0
 
@@ -97,4 +97,6 @@ def add_parsers(sub) -> None:
                         "the code tables from those counts instead of the ones gathered while training")
     p.add_argument("--fit-minutes", type=float, default=30.0,
                    help="with --fit-data: minutes of audio to count, spread evenly over the files (default 30)")
+    p.add_argument("--half", action="store_true",
+                   help="store float weights as float16: half the size on disk, cast back to float32 when loaded")
     p.set_defaults(func=cmd_export)

@@ -53,12 +53,13 @@ def model_from_checkpoint(checkpoint: dict[str, Any]) -> tuple[nn.Module, dict[s
 
 
 def export(checkpoint_path: str | Path, out_dir: str | Path, force: bool = False,
-           fit_data: str | Path | None = None, fit_minutes: float = 30.0) -> Path:
+           fit_data: str | Path | None = None, fit_minutes: float = 30.0, half: bool = False) -> Path:
     """Write ``out_dir/model.safetensors`` + ``config.json`` from a training checkpoint; returns ``out_dir``.
 
     ``fit_data`` (audio models): a folder of training audio whose codes, as the final model emits them,
     replace the code counts gathered during training before the tables are built (at most ``fit_minutes``,
-    spread evenly over the files)."""
+    spread evenly over the files).  ``half`` stores floating-point tensors as float16 (half the size; loading
+    casts them back to the model's float32), integer tables unchanged."""
     out_dir = Path(out_dir)
     for name in (WEIGHTS, CONFIG):
         if (out_dir / name).exists() and not force:
@@ -66,13 +67,19 @@ def export(checkpoint_path: str | Path, out_dir: str | Path, force: bool = False
     checkpoint = load_checkpoint(checkpoint_path)
     model, hparams = model_from_checkpoint(checkpoint)
     model.eval()
+    if half:  # round first, so tables fitted below count the codes the float16 weights will really emit
+        with torch.no_grad():
+            for tensor in model.state_dict().values():
+                if tensor.is_floating_point():
+                    tensor.copy_(tensor.half())
     fitted = None
     if fit_data is not None:
         if not hasattr(model, "refit_counts"):
             raise ValueError(f"--fit-data applies to audio models, not {hparams['model_name']!r}")
         fitted = _refit(model, Path(fit_data), fit_minutes)
     model.update()  # integer entropy tables, built once here and shipped as buffers in the state_dict
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+               for k, v in model.state_dict().items()}
     meta = {"model": hparams["model_name"], "config": model.config_dict(), "format": FORMAT,
             "recipe": hparams.get("recipe"), "steps": int(checkpoint.get("global_step", 0))}
     if fitted is not None:
