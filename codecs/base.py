@@ -48,6 +48,7 @@ class StreamCodec(Codec):
     """A polycodec codec: writes ``.pcdc`` streams that name the codec, its version and its weights."""
 
     version: int
+    fits_per_input = False  # True when encoding optimises a model per input (minutes, not milliseconds)
 
     @property
     @abstractmethod
@@ -82,14 +83,17 @@ class CodecEntry:
 
 
 _REGISTRY: dict[str, CodecEntry] = {}
+_ALIASES: dict[str, str] = {}
 
 
-def register_codec(name: str, modality: Modality, summary: str, sweep: tuple[dict, ...] = ()) -> Callable:
-    """Class decorator: make a codec loadable by name with :func:`load`."""
+def register_codec(name: str, modality: Modality, summary: str, sweep: tuple[dict, ...] = (),
+                   aliases: tuple[str, ...] = ()) -> Callable:
+    """Class decorator: make a codec loadable by name (or by one of its short aliases) with :func:`load`."""
     def wrap(factory: Callable[..., Codec]) -> Callable[..., Codec]:
-        if name in _REGISTRY:
-            raise ValueError(f"codec {name!r} is registered twice")
+        if name in _REGISTRY or name in _ALIASES or any(a in _REGISTRY or a in _ALIASES for a in aliases):
+            raise ValueError(f"codec {name!r} (or an alias of it) is registered twice")
         _REGISTRY[name] = CodecEntry(name, modality, summary, factory, tuple(sweep))
+        _ALIASES.update({alias: name for alias in aliases})
         return factory
     return wrap
 
@@ -99,6 +103,7 @@ def available_codecs() -> list[CodecEntry]:
 
 
 def codec_entry(name: str) -> CodecEntry:
+    name = _ALIASES.get(name, name)
     if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY)) or "none"
         raise KeyError(f"unknown codec {name!r}; available: {known}")

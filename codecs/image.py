@@ -35,6 +35,16 @@ def _check_size(height: int, width: int, error: type[Exception] = ValueError) ->
                     f"(sides 1..{MAX_SIDE}, at most {MAX_PIXELS} pixels)")
 
 
+def check_image(image: Tensor) -> Tensor:
+    """Validate a float (C, H, W) image for coding; returns it on the CPU, clamped and on the 8-bit grid."""
+    if image.ndim != 3 or image.shape[0] not in (1, 3) or not image.is_floating_point():
+        raise ValueError(f"expected a float image (C, H, W) with C in {{1, 3}}, got {image.dtype} {tuple(image.shape)}")
+    _check_size(image.shape[1], image.shape[2])
+    if not torch.isfinite(image).all():
+        raise ValueError("image holds NaN or infinite values")
+    return torch.round(image.detach().float().cpu().clamp(0, 1) * 255) / 255
+
+
 def load_image_model(folder: Path):
     """An exported model folder (``polycodec export``) -> (model in eval mode, sha256 of its weights)."""
     from ..training.export import WEIGHTS as WEIGHTS_FILE, load_exported
@@ -64,7 +74,7 @@ class ImageCodec(StreamCodec):
         """(C, H, W) -> bytes of one .pcdc stream; (B, C, H, W) -> one stream per image."""
         if media.ndim == 4:
             return [self.encode(image) for image in media]
-        image = self._check(media)
+        image = check_image(media)
         channels, height, width = image.shape
         x = image.expand(3, -1, -1).unsqueeze(0)
         padded = F.pad(x, (0, -width % PAD, 0, -height % PAD), mode="replicate")
@@ -78,15 +88,6 @@ class ImageCodec(StreamCodec):
             writer.write_chunk(ChunkType.PARAMS, PayloadWriter().uint(self.quality).uint(z_h).uint(z_w).to_bytes())
             writer.write_chunk(ChunkType.DATA, encoder.finish())
         return out.getvalue()
-
-    @staticmethod
-    def _check(image: Tensor) -> Tensor:
-        if image.ndim != 3 or image.shape[0] not in (1, 3) or not image.is_floating_point():
-            raise ValueError(f"expected a float image (C, H, W) with C in {{1, 3}}, got {image.dtype} {tuple(image.shape)}")
-        _check_size(image.shape[1], image.shape[2])
-        if not torch.isfinite(image).all():
-            raise ValueError("image holds NaN or infinite values")
-        return torch.round(image.detach().float().cpu().clamp(0, 1) * 255) / 255
 
     def decode(self, data: bytes | list[bytes]) -> Tensor | list[Tensor]:
         """Bytes of one stream -> (C, H, W) in [0, 1] on the 8-bit grid; a list of streams -> a list."""

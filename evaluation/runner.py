@@ -34,6 +34,7 @@ class EvalConfig:
     max_files: int | None = None
     max_frames: int | None = None
     codec_options: dict[str, dict] = field(default_factory=dict)  # merged into every setting of that codec
+    sweeps: dict[str, list[dict]] = field(default_factory=dict)  # replaces the registered sweep of that codec
     notes: list[str] = field(default_factory=list)
 
 
@@ -64,6 +65,11 @@ def resolve_codecs(names: list[str], modality: Modality, notes: list[str]) -> li
         if name == "polycodec":
             own = [e for e in available_codecs() if e.modality == modality
                    and isinstance(e.factory, type) and issubclass(e.factory, StreamCodec)]
+            slow = [e.name for e in own if e.factory.fits_per_input]
+            if slow:
+                notes.append(f"'polycodec' leaves out {', '.join(slow)}: it fits a model per input (minutes per "
+                             f"file); name it in --codecs to run it.")
+            own = [e for e in own if not e.factory.fits_per_input]
             if not own:
                 notes.append(f"polycodec has no {modality.name.lower()} codec yet: only classical codecs were run.")
             resolved += [(e.name, list(e.sweep)) for e in own]
@@ -80,7 +86,7 @@ def resolve_codecs(names: list[str], modality: Modality, notes: list[str]) -> li
 def run_evaluation(config: EvalConfig) -> list[dict]:
     modality, files = discover(config.data_dir, config.modality)
     files = files[: config.max_files] if config.max_files else files
-    codecs = [(name, [setting | config.codec_options.get(name, {}) for setting in sweep])
+    codecs = [(name, [setting | config.codec_options.get(name, {}) for setting in config.sweeps.get(name, sweep)])
               for name, sweep in resolve_codecs(config.codecs, modality, config.notes)]
     options = {"perception": config.perception, "speech": config.speech, "vmaf": config.vmaf,
                "max_frames": config.max_frames}

@@ -1,0 +1,78 @@
+"""Fitting an :class:`~polycodec.models.overfit.OverfitImageModel` to one image: the overfitted codec's encoder.
+
+    loss = MSE(image, synthesis(latents)) + lambda * latent bits / pixels
+
+Two phases, as in Cool-chic: first the latents are perturbed with additive uniform noise (a smooth proxy of
+rounding that lets them move freely), then rounded with straight-through gradients at a lower learning
+rate so the networks adapt to the integers they will really see.  A preset is a step budget; the time per
+step grows with the pixel count (about 0.3 s for 768x512 on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ..models.overfit import OverfitConfig, OverfitImageModel
+
+
+@dataclass(frozen=True)
+class Preset:
+    steps: int
+    learning_rate: float = 1e-2  # networks
+    latent_learning_rate: float = 1e-2
+    rounding_fraction: float = 0.2  # share of the steps spent in the straight-through phase
+    rounding_learning_rate: float = 1e-3
+
+
+PRESETS = {"fast": Preset(steps=600), "medium": Preset(steps=2000), "slow": Preset(steps=6000)}
+
+Progress = Callable[[int, int, float, float], None]  # (step, steps, bpp, psnr)
+
+
+def _cosine(step: int, steps: int, start: float) -> float:
+    return start * 0.5 * (1 + math.cos(math.pi * min(step / max(steps, 1), 1.0)))
+
+
+def fit(image: Tensor, lam: float, preset: Preset, config: OverfitConfig = OverfitConfig(),
+        progress: Progress | None = None, seed: int = 0) -> OverfitImageModel:
+    """Fit latents and networks to ``image`` (C, H, W) in [0, 1]; returns the model in float (not yet quantized).
+
+    Deterministic for a given seed, thread count and machine; different machines may fit slightly different
+    models, which is harmless: the decoder only ever sees the quantized result written in the stream.
+    """
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        channels, height, width = image.shape
+        device = image.device
+        model = OverfitImageModel(config, height, width, channels).to(device)
+        target = image.unsqueeze(0)
+        noise_steps = round(preset.steps * (1 - preset.rounding_fraction))
+        groups = [{"params": list(model.latents.parameters()), "scale": preset.latent_learning_rate},
+                  {"params": [p for n, p in model.named_parameters() if not n.startswith("latents.")],
+                   "scale": preset.learning_rate}]
+        optimizer = torch.optim.Adam(groups, lr=preset.learning_rate)
+        for step in range(preset.steps):
+            rounding = step >= noise_steps
+            for group in optimizer.param_groups:
+                if rounding:
+                    group["lr"] = _cosine(step - noise_steps, preset.steps - noise_steps, preset.rounding_learning_rate)
+                else:
+                    group["lr"] = _cosine(step, noise_steps, group["scale"]) + preset.rounding_learning_rate
+            x_hat, bits = model("ste" if rounding else "noise")
+            mse = torch.mean((x_hat - target) ** 2)
+            loss = mse + lam * bits / model.num_pixels
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if progress is not None:
+                progress(step + 1, preset.steps, float(bits.detach()) / model.num_pixels,
+                         float(-10 * torch.log10(mse.detach().clamp_min(1e-10))))
+        return model
+    finally:
+        torch.random.set_rng_state(generator_state)
