@@ -24,7 +24,7 @@ from ..models.overfit import OverfitConfig, OverfitImageModel
 class Preset:
     steps: int
     learning_rate: float = 1e-2  # networks
-    latent_learning_rate: float = 1e-2
+    latent_learning_rate: float = 5e-2  # latents move five times faster: measured to fit far sooner
     rounding_fraction: float = 0.2  # share of the steps spent in the straight-through phase
     rounding_learning_rate: float = 1e-3
 

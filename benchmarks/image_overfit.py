@@ -1,0 +1,99 @@
+"""Overfitted image codec benchmark: rate-distortion against JPEG, WebP, AVIF and the learned autoencoder on
+the project's photo test set; decoder complexity; decode and per-step fitting time on a 768x512 image.
+
+    python benchmarks/image_overfit.py [--data data/eval/images] [--preset fast] [--qualities 1,2,3,4,5,6]
+                                       [--max-files N] [--workers 2] [--out report/bench-image-overfit]
+
+Every codec runs on the same files in the same run (one thread per worker), rates from real file sizes.
+Fitting is slow on a CPU, so the run is resumable: results land in ``--out`` as they finish and a rerun
+skips what is done.  Build the test set first with ``scripts/build_eval_data.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import polycodec
+from polycodec.evaluation import EvalConfig, run_evaluation
+from polycodec.evaluation.report import aggregate
+from polycodec.media import read_image
+from polycodec.metrics.bd import bd_rate
+from polycodec.models.overfit import OverfitConfig, OverfitImageModel
+from polycodec.training.overfit import PRESETS, Preset, fit
+from timing import best_of
+
+ANCHORS = ["avif", "webp", "jpeg", "image"]
+
+
+def rd_table(rows: list[dict]) -> dict[str, list[dict]]:
+    curves = aggregate(rows, "image")
+    print(f"\n{'codec':<14}{'setting':<44}{'files':>6}{'bpp':>8}{'PSNR':>8}{'MS-SSIM':>9}{'enc s':>9}{'dec s':>8}")
+    for codec, points in sorted(curves.items()):
+        for p in points:
+            print(f"{codec:<14}{p['setting']:<44}{p['files']:>6}{p['bpp']:>8.3f}{p['psnr']:>8.2f}"
+                  f"{p['ms_ssim']:>9.4f}{p['encode_s']:>9.2f}{p['decode_s']:>8.3f}")
+    return curves
+
+
+def bd_against(curves: dict[str, list[dict]]) -> None:
+    if "image-overfit" not in curves:
+        return
+    ours = ([p["bpp"] for p in curves["image-overfit"]], [p["psnr"] for p in curves["image-overfit"]])
+    print("\nBD-rate (PSNR) of image-overfit against:")
+    for anchor in ANCHORS:
+        if anchor in curves:
+            try:
+                value = f"{bd_rate([p['bpp'] for p in curves[anchor]], [p['psnr'] for p in curves[anchor]], *ours):+.1f} %"
+            except ValueError as exc:
+                value = f"undefined ({exc})"
+            print(f"  {anchor:<6} {value}")
+
+
+def complexity_and_speed(image: torch.Tensor) -> None:
+    """Decoder multiplications per pixel, decode time and fitting time per step, on one 768x512 image."""
+    torch.set_num_threads(2)
+    x = image[:, :512, :768]
+    model = OverfitImageModel(OverfitConfig(), x.shape[1], x.shape[2], x.shape[0])
+    print(f"\ndecoder: {model.multiplications_per_pixel():.0f} multiplications per pixel "
+          f"(synthesis {model.synthesis.multiplications_per_pixel()}, context MLPs the rest; upsampling excluded)")
+    start = time.perf_counter()
+    fit(x, 0.004, Preset(steps=20))
+    per_step = (time.perf_counter() - start) / 20
+    print(f"fitting on {x.shape[2]}x{x.shape[1]}, 2 threads: {per_step:.3f} s per step -> "
+          + ", ".join(f"{name} ({p.steps} steps) about {p.steps * per_step:.0f} s" for name, p in PRESETS.items()))
+    codec = polycodec.load("image-overfit", steps=30)
+    data = codec.encode(x)
+    print(f"decode of {x.shape[2]}x{x.shape[1]}, 2 threads, best of 3: {best_of(lambda: codec.decode(data)):.3f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/eval/images")
+    parser.add_argument("--out", default="report/bench-image-overfit")
+    parser.add_argument("--preset", default="fast", choices=sorted(PRESETS))
+    parser.add_argument("--qualities", default="1,2,3,4,5,6", help="comma-separated quality levels to fit")
+    parser.add_argument("--max-files", type=int, help="only the first N files (fitting costs minutes each)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--skip-speed", action="store_true")
+    args = parser.parse_args()
+    sweep = [{"quality": int(q), "preset": args.preset} for q in args.qualities.split(",")]
+    config = EvalConfig(Path(args.data), Path(args.out), ["image-overfit", *ANCHORS], perception=False,
+                        workers=args.workers, max_files=args.max_files, sweeps={"image-overfit": sweep})
+    rows = run_evaluation(config)
+    files = sorted({r["file"] for r in rows})
+    print(f"\n{len(files)} files: {', '.join(files)}")
+    curves = rd_table(rows)
+    bd_against(curves)
+    if not args.skip_speed:
+        images = sorted(p for p in Path(args.data).iterdir() if p.suffix.lower() in (".png", ".jpg"))
+        large = [img for img in map(read_image, images) if img.shape[-2] >= 512 and img.shape[-1] >= 768]
+        complexity_and_speed(large[0] if large else F.pad(read_image(images[0]), (0, 768, 0, 512), mode="replicate"))
+
+
+if __name__ == "__main__":
+    main()
