@@ -51,25 +51,24 @@ def build_tables() -> MeanScaleLaplace:
 # -- latents -----------------------------------------------------------------------------------------------
 def latent_segments(model: OverfitImageModel, latents: list[Tensor]):
     """Yield (symbols, table indexes) of every coding pass, in stream order: coarsest level first."""
-    for level in reversed(range(len(latents))):
-        coarser = latents[level + 1] if level + 1 < len(latents) else None
+    for plane, coarser in model.coding_order():
         for pass_ in PASSES:
-            means, scales, positions = model.level_codes(latents[level], coarser, pass_)
-            values = latents[level].reshape(-1).index_select(0, positions)
+            means, scales, positions = model.level_codes(latents[plane], None if coarser is None else latents[coarser],
+                                                         pass_)
+            values = latents[plane].reshape(-1).index_select(0, positions)
             yield model.entropy.symbols_and_indexes(values, means, scales)
 
 
 def read_latents(model: OverfitImageModel, decoder: SymbolDecoder) -> list[Tensor]:
-    latents: list[Tensor | None] = [None] * model.config.levels
-    for level in reversed(range(model.config.levels)):
-        coarser = latents[level + 1] if level + 1 < model.config.levels else None
-        plane = torch.zeros_like(model.latents[level], dtype=torch.float64)
+    latents: list[Tensor | None] = [None] * len(model.planes)
+    for plane_index, coarser in model.coding_order():
+        plane = torch.zeros_like(model.latents[plane_index], dtype=torch.float64)
         for pass_ in PASSES:
-            means, scales, positions = model.level_codes(plane, coarser, pass_)
+            means, scales, positions = model.level_codes(plane, None if coarser is None else latents[coarser], pass_)
             symbols = decoder.read(model.entropy.bank, model.entropy.table_indexes(tuple(means.shape), means, scales))
             values = model.entropy.reconstruct(symbols, tuple(means.shape), means, scales)
             plane.view(-1).index_copy_(0, positions, values.double())
-        latents[level] = plane.float()
+        latents[plane_index] = plane.float()
     return latents  # type: ignore[return-value]
 
 
@@ -220,7 +219,7 @@ class OverfitImageCodec(StreamCodec):
                 encoder.add(model.entropy.bank, symbols, indexes)
         config = model.config
         params = (PayloadWriter().uint(config.levels).uint(config.synthesis_width).uint(config.context_hidden)
-                  .uint(context_bits).uint(synthesis_exp).u8_array(np.array(tables)))
+                  .uint(config.chroma_from_level).uint(context_bits).uint(synthesis_exp).u8_array(np.array(tables)))
         out = io.BytesIO()
         header = Header(self.modality, self.name, self.version, self.weights_hash,
                         MediaInfo(width=model.width, height=model.height, channels=model.channels, bit_depth=8))
@@ -255,10 +254,11 @@ class OverfitImageCodec(StreamCodec):
     def _read_params(self, payload: bytes, media: MediaInfo) -> tuple[OverfitImageModel, int, int, np.ndarray]:
         p = PayloadReader(payload, "image-overfit params")
         levels, width, hidden = p.uint(MAX_LEVELS), p.uint(MAX_WIDTH), p.uint(MAX_WIDTH)
+        chroma_from = p.uint(MAX_LEVELS)
         context_bits, synthesis_exp = p.uint(max(CONTEXT_WEIGHT_BITS)), p.uint(24)
         if min(levels, width, hidden, context_bits, synthesis_exp) < 1:
             raise FormatError("image-overfit params: zero-sized model or step")
-        model = OverfitImageModel(OverfitConfig(levels, width, hidden), media.height, media.width, media.channels)
+        model = OverfitImageModel(OverfitConfig(levels, width, hidden, chroma_from), media.height, media.width, media.channels)
         count = len(context_ints_shapes(model)) + len(list(model.synthesis.parameters()))
         tables = p.u8_array(count).astype(np.int64)
         p.done()
