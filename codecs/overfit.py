@@ -151,7 +151,7 @@ class OverfitImageCodec(StreamCodec):
 
     def __init__(self, quality: int = 3, preset: str = "fast", steps: int | None = None,
                  target_bpp: float | None = None, progress: Progress | None = None, seed: int = 0,
-                 tables: str | Path = TABLES) -> None:
+                 config: OverfitConfig = OverfitConfig(), tables: str | Path = TABLES) -> None:
         if not (isinstance(quality, int) and 1 <= quality <= len(LAMBDAS)):
             raise ValueError(f"quality must be an integer in 1..{len(LAMBDAS)}, got {quality!r}")
         if preset not in PRESETS:
@@ -161,6 +161,7 @@ class OverfitImageCodec(StreamCodec):
         if target_bpp is not None and not target_bpp > 0:
             raise ValueError(f"target_bpp must be > 0, got {target_bpp!r}")
         self.quality, self.target_bpp, self.progress, self.seed = quality, target_bpp, progress, seed
+        self.config = config  # the model shape fitted; any shape decodes, the stream carries it
         self.preset = PRESETS[preset] if steps is None else replace(PRESETS[preset], steps=steps)
         self.entropy = MeanScaleLaplace()
         self.entropy.load_state_dict(load_file(str(tables)))
@@ -173,7 +174,7 @@ class OverfitImageCodec(StreamCodec):
     # -- encoding --------------------------------------------------------------------------------------
     def fit(self, image: Tensor, lam: float) -> tuple[OverfitImageModel, int, int]:
         """Fit and quantize a model for one image: (model, context weight bits, synthesis step exponent)."""
-        model = fit(image, lam, self.preset, OverfitConfig(), self.progress, self.seed)
+        model = fit(image, lam, self.preset, self.config, self.progress, self.seed)
         model.entropy.load_state_dict(self.entropy.state_dict())
         context_bits, synthesis_exp = quantize_networks(model, image, lam)
         return model, context_bits, synthesis_exp

@@ -45,8 +45,10 @@ WEIGHT_LIMIT = 8.0  # |weight| bound: with |activation| < 128 and fan-in <= 32 e
 @dataclass(frozen=True)
 class OverfitConfig:
     levels: int = 7
-    synthesis_width: int = 32
-    context_hidden: int = 16
+    # Small on purpose: the networks travel in every stream (about 1,000 parameters, 500 bytes here; twice
+    # that at width 32 / hidden 16, which measured 20 % larger files at equal PSNR on a 192x128 image).
+    synthesis_width: int = 16
+    context_hidden: int = 8
     chroma_from_level: int = 1  # colour images: chroma planes at half resolution and below (4:2:0-like)
 
 
