@@ -21,38 +21,13 @@ import torch
 import torch.nn.functional as F
 
 import polycodec
+from rd import bd_against, rd_table
 from timing import best_of
 from polycodec.evaluation import EvalConfig, run_evaluation
-from polycodec.evaluation.report import aggregate
 from polycodec.media import read_image
-from polycodec.metrics.bd import bd_rate
 from polycodec.models.image import PAD
 
 CLASSICAL = ["jpeg", "webp", "avif"]
-
-
-def rd_table(rows: list[dict]) -> dict[str, list[dict]]:
-    curves = aggregate(rows, "image")
-    print(f"\n{'codec':<8}{'setting':<34}{'bpp':>8}{'PSNR':>8}{'MS-SSIM':>9}{'enc s':>8}{'dec s':>8}")
-    for codec, points in sorted(curves.items()):
-        for p in points:
-            print(f"{codec:<8}{p['setting']:<34}{p['bpp']:>8.3f}{p['psnr']:>8.2f}{p['ms_ssim']:>9.4f}"
-                  f"{p['encode_s']:>8.3f}{p['decode_s']:>8.3f}")
-    return curves
-
-
-def bd_against(curves: dict[str, list[dict]]) -> None:
-    if "image" not in curves:
-        return
-    ours = ([p["bpp"] for p in curves["image"]], [p["psnr"] for p in curves["image"]])
-    print("\nBD-rate (PSNR) of polycodec image against:")
-    for anchor in CLASSICAL:
-        if anchor in curves:
-            try:
-                value = f"{bd_rate([p['bpp'] for p in curves[anchor]], [p['psnr'] for p in curves[anchor]], *ours):+.1f} %"
-            except ValueError as exc:
-                value = f"undefined ({exc})"
-            print(f"  {anchor:<6} {value}")
 
 
 def rate_estimate(codec, images: list[Path]) -> None:
@@ -104,7 +79,7 @@ def main() -> None:
                         workers=args.workers, codec_options=options)
     rows = run_evaluation(config)
     curves = rd_table(rows)
-    bd_against(curves)
+    bd_against(curves, "image", CLASSICAL)
     codec = polycodec.load("image", **({"weights": args.weights} if args.weights else {}))
     images = sorted(p for p in Path(args.data).iterdir() if p.suffix.lower() in (".png", ".jpg"))
     rate_estimate(codec, images)

@@ -20,38 +20,13 @@ import torch.nn.functional as F
 
 import polycodec
 from polycodec.evaluation import EvalConfig, run_evaluation
-from polycodec.evaluation.report import aggregate
 from polycodec.media import read_image
-from polycodec.metrics.bd import bd_rate
 from polycodec.models.overfit import OverfitConfig, OverfitImageModel
 from polycodec.training.overfit import PRESETS, Preset, fit
+from rd import bd_against, rd_table
 from timing import best_of
 
 ANCHORS = ["avif", "webp", "jpeg", "image"]
-
-
-def rd_table(rows: list[dict]) -> dict[str, list[dict]]:
-    curves = aggregate(rows, "image")
-    print(f"\n{'codec':<14}{'setting':<44}{'files':>6}{'bpp':>8}{'PSNR':>8}{'MS-SSIM':>9}{'enc s':>9}{'dec s':>8}")
-    for codec, points in sorted(curves.items()):
-        for p in points:
-            print(f"{codec:<14}{p['setting']:<44}{p['files']:>6}{p['bpp']:>8.3f}{p['psnr']:>8.2f}"
-                  f"{p['ms_ssim']:>9.4f}{p['encode_s']:>9.2f}{p['decode_s']:>8.3f}")
-    return curves
-
-
-def bd_against(curves: dict[str, list[dict]]) -> None:
-    if "image-overfit" not in curves:
-        return
-    ours = ([p["bpp"] for p in curves["image-overfit"]], [p["psnr"] for p in curves["image-overfit"]])
-    print("\nBD-rate (PSNR) of image-overfit against:")
-    for anchor in ANCHORS:
-        if anchor in curves:
-            try:
-                value = f"{bd_rate([p['bpp'] for p in curves[anchor]], [p['psnr'] for p in curves[anchor]], *ours):+.1f} %"
-            except ValueError as exc:
-                value = f"undefined ({exc})"
-            print(f"  {anchor:<6} {value}")
 
 
 def complexity_and_speed(image: torch.Tensor) -> None:
@@ -88,7 +63,7 @@ def main() -> None:
     files = sorted({r["file"] for r in rows})
     print(f"\n{len(files)} files: {', '.join(files)}")
     curves = rd_table(rows)
-    bd_against(curves)
+    bd_against(curves, "image-overfit", ANCHORS)
     if not args.skip_speed:
         images = sorted(p for p in Path(args.data).iterdir() if p.suffix.lower() in (".png", ".jpg"))
         large = [img for img in map(read_image, images) if img.shape[-2] >= 512 and img.shape[-1] >= 768]

@@ -45,6 +45,32 @@ def check_image(image: Tensor) -> Tensor:
     return torch.round(image.detach().float().cpu().clamp(0, 1) * 255) / 255
 
 
+def write_image_stream(codec: StreamCodec, width: int, height: int, channels: int, params: bytes,
+                       payload: bytes) -> bytes:
+    """The layout both image codecs share: header (size, channels), one PARAMS and one DATA chunk."""
+    out = io.BytesIO()
+    header = Header(codec.modality, codec.name, codec.version, codec.weights_hash,
+                    MediaInfo(width=width, height=height, channels=channels, bit_depth=8))
+    with ContainerWriter(out, header) as writer:
+        writer.write_chunk(ChunkType.PARAMS, params)
+        writer.write_chunk(ChunkType.DATA, payload)
+    return out.getvalue()
+
+
+def read_image_stream(codec: StreamCodec, data: bytes) -> tuple[MediaInfo, bytes, bytes]:
+    """Check a stream written by :func:`write_image_stream` for ``codec``: (media, PARAMS, DATA payloads)."""
+    reader = ContainerReader(io.BytesIO(data))
+    codec.check_header(reader.header)
+    media = reader.header.media
+    _check_size(media.height, media.width, LimitError)
+    if media.channels not in (1, 3):
+        raise FormatError(f"{codec.name} streams hold 1 or 3 channels, not {media.channels}")
+    chunks = list(reader)
+    if [c.type for c in chunks] != [ChunkType.PARAMS, ChunkType.DATA]:
+        raise FormatError(f"{codec.name} stream must hold one PARAMS and one DATA chunk")
+    return media, chunks[0].payload, chunks[1].payload
+
+
 def load_image_model(folder: Path):
     """An exported model folder (``polycodec export``) -> (model in eval mode, sha256 of its weights)."""
     from ..training.export import WEIGHTS as WEIGHTS_FILE, load_exported
@@ -81,31 +107,20 @@ class ImageCodec(StreamCodec):
         encoder = SymbolEncoder()
         with torch.no_grad():
             z_h, z_w = self.model.compress(padded, self.quality - 1, encoder)
-        out = io.BytesIO()
-        header = Header(self.modality, self.name, self.version, self.weights_hash,
-                        MediaInfo(width=width, height=height, channels=channels, bit_depth=8))
-        with ContainerWriter(out, header) as writer:
-            writer.write_chunk(ChunkType.PARAMS, PayloadWriter().uint(self.quality).uint(z_h).uint(z_w).to_bytes())
-            writer.write_chunk(ChunkType.DATA, encoder.finish())
-        return out.getvalue()
+        params = PayloadWriter().uint(self.quality).uint(z_h).uint(z_w).to_bytes()
+        return write_image_stream(self, width, height, channels, params, encoder.finish())
 
     def decode(self, data: bytes | list[bytes]) -> Tensor | list[Tensor]:
         """Bytes of one stream -> (C, H, W) in [0, 1] on the 8-bit grid; a list of streams -> a list."""
         if isinstance(data, list):
             return [self.decode(d) for d in data]
-        reader = ContainerReader(io.BytesIO(data))
-        self.check_header(reader.header)
-        media = reader.header.media
-        _check_size(media.height, media.width, LimitError)
-        chunks = list(reader)
-        if [c.type for c in chunks] != [ChunkType.PARAMS, ChunkType.DATA]:
-            raise FormatError("image stream must hold one PARAMS and one DATA chunk")
-        params = PayloadReader(chunks[0].payload, "image params")
+        media, params_payload, payload = read_image_stream(self, data)
+        params = PayloadReader(params_payload, "image params")
         quality, z_h, z_w = params.uint(self.model.num_qualities), params.uint(MAX_SIDE), params.uint(MAX_SIDE)
         params.done()
-        if quality < 1 or media.channels not in (1, 3) or (z_h, z_w) != (-(-media.height // PAD), -(-media.width // PAD)):
+        if quality < 1 or (z_h, z_w) != (-(-media.height // PAD), -(-media.width // PAD)):
             raise FormatError("image params disagree with the header's image size")
-        decoder = SymbolDecoder(chunks[1].payload)
+        decoder = SymbolDecoder(payload)
         with torch.no_grad():
             x_hat = self.model.decompress(decoder, quality - 1, (z_h, z_w))
         decoder.finish()

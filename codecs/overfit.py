@@ -15,7 +15,6 @@ budget (see :data:`polycodec.training.overfit.PRESETS`); ``target_bpp`` searches
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -25,14 +24,13 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from ..bitstream import (ChunkType, ContainerReader, ContainerWriter, FormatError, Header, LimitError, MediaInfo,
-                         Modality, PayloadReader, PayloadWriter)
+from ..bitstream import FormatError, MediaInfo, Modality, PayloadReader, PayloadWriter
 from ..entropy import SymbolDecoder, SymbolEncoder
 from ..entropy.mean_scale import FRACTIONS, NUM_SCALES, MeanScaleLaplace
 from ..models.overfit import PASSES, OverfitConfig, OverfitImageModel
 from ..training.overfit import PRESETS, Progress, fit
 from .base import StreamCodec, register_codec, sha256_file
-from .image import _check_size, check_image
+from .image import check_image, read_image_stream, write_image_stream
 
 TABLES = Path(__file__).parent / "weights" / "overfit-laplace-v1.safetensors"
 LAMBDAS = (0.02, 0.008, 0.004, 0.002, 0.001, 0.0004)  # quality 1 .. 6: loss = MSE + lambda * bits per pixel
@@ -42,7 +40,7 @@ MAX_LEVELS, MAX_WIDTH = 10, 128
 
 
 def build_tables() -> MeanScaleLaplace:
-    """The entropy model whose tables the codec ships (``scripts/export_overfit_tables.py`` writes them)."""
+    """The entropy model whose tables the codec ships (``scripts/export_tables.py`` writes them)."""
     model = MeanScaleLaplace()
     model.update()
     return model
@@ -221,30 +219,17 @@ class OverfitImageCodec(StreamCodec):
         config = model.config
         params = (PayloadWriter().uint(config.levels).uint(config.synthesis_width).uint(config.context_hidden)
                   .uint(config.chroma_from_level).uint(context_bits).uint(synthesis_exp).u8_array(np.array(tables)))
-        out = io.BytesIO()
-        header = Header(self.modality, self.name, self.version, self.weights_hash,
-                        MediaInfo(width=model.width, height=model.height, channels=model.channels, bit_depth=8))
-        with ContainerWriter(out, header) as writer:
-            writer.write_chunk(ChunkType.PARAMS, params.to_bytes())
-            writer.write_chunk(ChunkType.DATA, encoder.finish())
-        return out.getvalue()
+        return write_image_stream(self, model.width, model.height, model.channels, params.to_bytes(),
+                                  encoder.finish())
 
     # -- decoding --------------------------------------------------------------------------------------
     def decode(self, data: bytes | list[bytes]) -> Tensor | list[Tensor]:
         """Bytes of one stream -> (C, H, W) in [0, 1] on the 8-bit grid; a list of streams -> a list."""
         if isinstance(data, list):
             return [self.decode(d) for d in data]
-        reader = ContainerReader(io.BytesIO(data))
-        self.check_header(reader.header)
-        media = reader.header.media
-        _check_size(media.height, media.width, LimitError)
-        if media.channels not in (1, 3):
-            raise FormatError(f"image-overfit streams hold 1 or 3 channels, not {media.channels}")
-        chunks = list(reader)
-        if [c.type for c in chunks] != [ChunkType.PARAMS, ChunkType.DATA]:
-            raise FormatError("image-overfit stream must hold one PARAMS and one DATA chunk")
-        model, context_bits, synthesis_exp, tables = self._read_params(chunks[0].payload, media)
-        decoder = SymbolDecoder(chunks[1].payload)
+        media, params, payload = read_image_stream(self, data)
+        model, context_bits, synthesis_exp, tables = self._read_params(params, media)
+        decoder = SymbolDecoder(payload)
         with torch.no_grad():
             self._read_networks(model, decoder, context_bits, synthesis_exp, tables)
             latents = read_latents(model, decoder)

@@ -34,7 +34,7 @@ MAX_NDIM = 8
 
 
 def build_tables() -> GaussianConditional:
-    """The entropy model whose tables the codec ships (``scripts/export_tensor_tables.py`` writes them)."""
+    """The entropy model whose tables the codec ships (``scripts/export_tables.py`` writes them)."""
     model = GaussianConditional(family="laplace")
     model.update()
     return model

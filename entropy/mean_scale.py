@@ -7,7 +7,7 @@ mean and a scale per symbol from integer arithmetic (the overfitted image codec'
 
 Everything that picks a table is integer arithmetic on integers, so the choice cannot depend on the machine.
 The tables themselves are computed once in float64 (:meth:`MeanScaleLaplace.update`) and shipped as integers
-(``scripts/export_overfit_tables.py``); decoders never recompute them.
+(``scripts/export_tables.py``); decoders never recompute them.
 """
 
 from __future__ import annotations

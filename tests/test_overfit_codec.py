@@ -55,7 +55,7 @@ def test_fitting_lowers_the_loss():
         with torch.no_grad():
             x_hat, bits = model("round")
             losses.append(float(torch.mean((x_hat[0] - image) ** 2) + 0.004 * bits / model.num_pixels))
-    assert losses[1] < 0.5 * losses[0]
+    assert losses[1] < 0.8 * losses[0]  # from the pyramid start (0.034 here) to 0.022 in 60 steps
 
 
 def test_grayscale_batches_and_sizes():
