@@ -63,9 +63,9 @@ def read_latents(model: OverfitImageModel, decoder: SymbolDecoder) -> list[Tenso
         plane = torch.zeros_like(model.latents[plane_index], dtype=torch.float64)
         for pass_ in PASSES:
             means, scales, positions = model.level_codes(plane, None if coarser is None else latents[coarser], pass_)
-            symbols = decoder.read(model.entropy.bank, model.entropy.table_indexes(tuple(means.shape), means, scales))
-            values = model.entropy.reconstruct(symbols, tuple(means.shape), means, scales)
-            plane.view(-1).index_copy_(0, positions, values.double())
+            whole, tables = model.entropy.split_codes(means, scales)
+            symbols = decoder.read(model.entropy.bank, tables.numpy())
+            plane.view(-1).index_copy_(0, positions, torch.from_numpy(symbols).double() + whole)
         latents[plane_index] = plane.float()
     return latents  # type: ignore[return-value]
 

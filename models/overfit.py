@@ -27,6 +27,7 @@ not choose tables, so float noise there can only move a decoded pixel, never des
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -119,8 +120,9 @@ class FixedPointMLP(nn.Module):
             raise RuntimeError("quantize() the context model before coding")
         limit = ACT_LIMIT * 2.0**ACT_BITS
         a = codes.double().clamp(-limit, limit)
-        for i, (weight, bias) in enumerate(zip(self.integer_parameters()[::2], self.integer_parameters()[1::2])):
-            acc = a @ weight.double().T + (bias.double() * 2.0**bits)
+        values = self.integer_parameters()
+        for i, (weight, bias) in enumerate(zip(values[::2], values[1::2])):
+            acc = torch.addmm(bias.double() * 2.0**bits, a, weight.double().T)
             a = torch.floor((acc + 2.0 ** (bits - 1)) / 2.0**bits).clamp(-limit, limit)
             if i < len(self.layers) - 1:
                 a = a.clamp_min(0)
@@ -133,22 +135,23 @@ def checkerboard(height: int, width: int) -> Tensor:
     return ((yy + xx) % 2 == 0).reshape(-1)
 
 
-def coarse_context(coarser: Tensor | None, height: int, width: int) -> Tensor:
-    """(9, H * W): the 3x3 neighbourhood of each position's parent (i//2, j//2) in the coarser grid."""
-    if coarser is None:
-        return torch.zeros(COARSE_INPUTS, height * width, dtype=torch.float32)
-    patches = F.unfold(coarser[None, None], 3, padding=1)  # (1, 9, h'*w')
-    patches = rearrange(patches, "1 k (h w) -> k h w", h=coarser.shape[0])
-    patches = patches.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)[:, :height, :width]
-    return patches.reshape(COARSE_INPUTS, -1)
+@dataclass(frozen=True)
+class GridLayout:
+    """Index tensors of one grid size: which positions each pass codes and where their context lies."""
+
+    positions: dict[str, Tensor]  # pass -> flat positions (N,)
+    parents: dict[str, Tensor]  # pass -> flat position of each one's parent (i//2, j//2) in the coarser grid
+    spatial: Tensor  # (12, N_other): flat positions of the visible anchors in the plane padded by 2
 
 
-def spatial_context(plane: Tensor, anchors: Tensor) -> Tensor:
-    """(12, H * W): the anchor values around each position (non-anchors zeroed first, so nothing else leaks)."""
-    height, width = plane.shape
-    visible = F.pad((plane.reshape(-1) * anchors).reshape(1, 1, height, width), (2, 2, 2, 2))[0, 0]
-    return torch.stack([visible[2 + dy : 2 + dy + height, 2 + dx : 2 + dx + width].reshape(-1)
-                        for dy, dx in SPATIAL_OFFSETS])
+@lru_cache(maxsize=128)
+def grid_layout(height: int, width: int) -> GridLayout:
+    anchors = checkerboard(height, width)
+    positions = {"anchor": anchors.nonzero()[:, 0], "other": (~anchors).nonzero()[:, 0]}
+    parents = {k: (v // width // 2) * (-(-width // 2)) + (v % width) // 2 for k, v in positions.items()}
+    rows, cols = positions["other"] // width, positions["other"] % width
+    spatial = torch.stack([(rows + 2 + dy) * (width + 4) + cols + 2 + dx for dy, dx in SPATIAL_OFFSETS])
+    return GridLayout(positions, parents, spatial)
 
 
 class ContextModel(nn.Module):
@@ -159,25 +162,25 @@ class ContextModel(nn.Module):
         self.anchor = FixedPointMLP((COARSE_INPUTS, hidden, hidden, 2))
         self.other = FixedPointMLP((len(SPATIAL_OFFSETS) + COARSE_INPUTS, hidden, hidden, 2))
 
-    @staticmethod
-    def positions(height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        """Flat indexes of the anchors and of the other positions of an H x W grid."""
-        anchors = checkerboard(height, width)
-        return anchors.nonzero()[:, 0].to(device), (~anchors).nonzero()[:, 0].to(device)
-
     def features(self, plane: Tensor, coarser: Tensor | None, pass_: str) -> tuple[Tensor, Tensor]:
         """Context inputs of one level's anchors (pass_ 'anchor') or other positions ('other').
 
-        Returns (features (N, 9 or 21), flat positions (N,)).
+        Returns (features (N, 9 or 21), flat positions (N,)).  Only the pass's own positions are gathered.
+        The 'other' pass reads the plane at anchor positions only (odd offsets from a non-anchor land on
+        anchors, or on the zero border), so a decoder may leave the other positions empty.
         """
         height, width = plane.shape
-        anchor_idx, other_idx = self.positions(height, width, plane.device)
-        coarse = coarse_context(coarser, height, width).to(plane.dtype)
+        layout = grid_layout(height, width)
+        positions = layout.positions[pass_]
+        if coarser is None:
+            coarse = plane.new_zeros(COARSE_INPUTS, positions.numel())
+        else:
+            patches = F.unfold(coarser[None, None], 3, padding=1)[0]  # (9, h' * w'): 3x3 around every parent
+            coarse = patches.index_select(1, layout.parents[pass_])
         if pass_ == "anchor":
-            return coarse.index_select(1, anchor_idx).T, anchor_idx
-        anchors = torch.zeros(height * width, dtype=plane.dtype, device=plane.device).index_fill_(0, anchor_idx, 1)
-        inputs = torch.cat([spatial_context(plane, anchors), coarse])
-        return inputs.index_select(1, other_idx).T, other_idx
+            return coarse.T, positions
+        spatial = F.pad(plane, (2, 2, 2, 2)).reshape(-1)[layout.spatial]
+        return torch.cat([spatial, coarse]).T, positions
 
     def net(self, pass_: str) -> FixedPointMLP:
         return self.anchor if pass_ == "anchor" else self.other

@@ -16,7 +16,7 @@ from polycodec.entropy import SymbolDecoder, SymbolEncoder
 from polycodec.entropy.mean_scale import FRACTIONS, MeanScaleLaplace
 from polycodec.evaluation.runner import resolve_codecs
 from polycodec.bitstream import Modality
-from polycodec.models.overfit import FixedPointMLP, OverfitConfig, OverfitImageModel, spatial_context, checkerboard
+from polycodec.models.overfit import ContextModel, FixedPointMLP, OverfitConfig, OverfitImageModel, checkerboard
 from polycodec.training.overfit import Preset, fit
 
 STEPS = 40
@@ -80,13 +80,14 @@ def test_exact_mlp_does_not_depend_on_summation_order():
         assert (mlp(codes.float() / 256) - whole.float() / 256).abs().max() < 0.05
 
 
-def test_spatial_context_only_sees_anchors():
+def test_second_pass_context_reads_only_anchors():
     plane = torch.arange(1.0, 1 + 7 * 8).reshape(7, 8)
-    anchors = checkerboard(7, 8).float()
-    context = spatial_context(plane, anchors)
-    others = ~checkerboard(7, 8)
-    visible = set(plane.reshape(-1)[checkerboard(7, 8)].tolist()) | {0.0}
-    assert set(context[:, others].reshape(-1).tolist()) <= visible
+    anchors_only = plane.reshape(-1) * checkerboard(7, 8)
+    context = ContextModel()
+    full, _ = context.features(plane, plane[:4, :4], "other")
+    partial, _ = context.features(anchors_only.reshape(7, 8), plane[:4, :4], "other")
+    assert torch.equal(full, partial)  # what a decoder has at that point is all it needs
+    assert set(full[:, :12].reshape(-1).tolist()) <= set(anchors_only.tolist())
 
 
 def test_table_codes_split_exactly():
