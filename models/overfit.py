@@ -122,10 +122,11 @@ class FixedPointMLP(nn.Module):
         a = codes.double().clamp(-limit, limit)
         values = self.integer_parameters()
         for i, (weight, bias) in enumerate(zip(values[::2], values[1::2])):
-            acc = torch.addmm(bias.double() * 2.0**bits, a, weight.double().T)
-            a = torch.floor((acc + 2.0 ** (bits - 1)) / 2.0**bits).clamp(-limit, limit)
-            if i < len(self.layers) - 1:
-                a = a.clamp_min(0)
+            # Bias pre-shifted, plus half a unit: floor then rounds half up.  In place: this is the decoder's
+            # hot loop, and every step stays exact.
+            a = torch.addmm(bias.double() * 2.0**bits + 2.0 ** (bits - 1), a, weight.double().T)
+            a.div_(2.0**bits).floor_()
+            a.clamp_(0 if i < len(self.layers) - 1 else -limit, limit)
         return a
 
 
