@@ -103,6 +103,24 @@ def set_synthesis_ints(model: OverfitImageModel, ints: list[np.ndarray], exponen
         p.copy_(torch.from_numpy(values.astype(np.float64) / 2.0**exponent).reshape(p.shape))
 
 
+def _quantize_context(model: OverfitImageModel, float_state: dict[str, Tensor], bits: int) -> None:
+    """Put the context MLPs back to their fitted float weights, then round them onto the 2^-bits grid."""
+    model.context.load_state_dict(float_state)
+    model.context.anchor.quantize(bits)
+    model.context.other.quantize(bits)
+
+
+def _quantize_synthesis(model: OverfitImageModel, float_params: list[Tensor], exponent: int) -> list[np.ndarray]:
+    """Put the synthesis back to its fitted float weights, then round them onto the 2^-exponent grid;
+    returns the integers the stream carries."""
+    with torch.no_grad():
+        for p, original in zip(model.synthesis.parameters(), float_params):
+            p.copy_(original)
+    ints = synthesis_ints(model, exponent)
+    set_synthesis_ints(model, ints, exponent)
+    return ints
+
+
 @torch.no_grad()
 def quantize_networks(model: OverfitImageModel, image: Tensor, lam: float) -> tuple[int, int]:
     """Pick the context weight grid and the synthesis step that minimise MSE + lambda * bits / pixel, and
@@ -111,31 +129,22 @@ def quantize_networks(model: OverfitImageModel, image: Tensor, lam: float) -> tu
     float_context = {k: v.clone() for k, v in model.context.state_dict().items()}
     best_bits, best_rate = None, math.inf
     for bits in CONTEXT_WEIGHT_BITS:
-        model.context.load_state_dict(float_context)
-        model.context.anchor.quantize(bits)
-        model.context.other.quantize(bits)
+        _quantize_context(model, float_context, bits)
         rate = parameter_bits(model, context_ints(model))
         rate += sum(model.entropy.bank.information_bits(s, i) for s, i in latent_segments(model, latents))
         if rate < best_rate:
             best_bits, best_rate = bits, rate
-    model.context.load_state_dict(float_context)
-    model.context.anchor.quantize(best_bits)
-    model.context.other.quantize(best_bits)
+    _quantize_context(model, float_context, best_bits)
 
     float_synthesis = [p.detach().clone() for p in model.synthesis.parameters()]
     best_exp, best_cost = None, math.inf
     for exponent in SYNTHESIS_STEP_EXPONENTS:
-        for p, original in zip(model.synthesis.parameters(), float_synthesis):
-            p.copy_(original)
-        ints = synthesis_ints(model, exponent)
-        set_synthesis_ints(model, ints, exponent)
+        ints = _quantize_synthesis(model, float_synthesis, exponent)
         x_hat = torch.round(model.synthesize(latents).clamp(0, 1) * 255) / 255
         cost = float(torch.mean((x_hat[0] - image) ** 2)) + lam * parameter_bits(model, ints) / model.num_pixels
         if cost < best_cost:
             best_exp, best_cost = exponent, cost
-    for p, original in zip(model.synthesis.parameters(), float_synthesis):
-        p.copy_(original)
-    set_synthesis_ints(model, synthesis_ints(model, best_exp), best_exp)
+    _quantize_synthesis(model, float_synthesis, best_exp)
     return best_bits, best_exp
 
 

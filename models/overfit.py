@@ -56,8 +56,7 @@ class OverfitConfig:
 class FixedPointMLP(nn.Module):
     """Linear layers with ReLU between them, activations on the 1/256 grid.
 
-    ``forward`` is the float path used while fitting (activations fake-quantized, straight-through);
-    :meth:`exact` runs quantized weights (see :meth:`quantize`) on integer activation codes in exact
+    ``forward`` is the plain float path used while fitting; :meth:`exact` runs quantized weights (see :meth:`quantize`) on integer activation codes in exact
     arithmetic and is what encoder and decoder both use to pick tables.
     """
 
