@@ -26,6 +26,7 @@ not choose tables, so float noise there can only move a decoded pixel, never des
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -222,6 +223,13 @@ class Synthesis(nn.Module):
         return sum(m.weight.numel() for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
 
 
+def soft_round(y: Tensor, temperature: float) -> Tensor:
+    """A differentiable rounding (Agustsson & Theis, NeurIPS 2020): identity as temperature grows, round as it
+    falls to 0; continuous at the half-integers."""
+    middle = torch.floor(y) + 0.5
+    return middle + 0.5 * torch.tanh((y - middle) / temperature) / math.tanh(0.5 / temperature)
+
+
 def level_shapes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
     return [(-(-height // 2**level), -(-width // 2**level)) for level in range(levels)]
 
@@ -266,10 +274,17 @@ class OverfitImageModel(nn.Module):
         order = sorted(range(len(self.planes)), key=lambda i: (-self.planes[i][0], self.planes[i][1]))
         return [(i, index.get((self.planes[i][0] + 1, self.planes[i][1]))) for i in order]
 
-    def quantized_latents(self, mode: str) -> list[Tensor]:
-        """'noise': additive uniform noise (early fitting); 'ste': rounding with straight-through gradients."""
+    def quantized_latents(self, mode: str, temperature: float = 0.3) -> list[Tensor]:
+        """Latents as the synthesis and the rate term see them while fitting, or rounded.
+
+        'noise': additive uniform noise; 'softround': soft rounding, noise, soft rounding again (C3's proxy,
+        sharper as ``temperature`` falls); 'ste': rounding with straight-through gradients; 'round': plain.
+        """
         if mode == "noise":
             return [y + torch.empty_like(y).uniform_(-0.5, 0.5) for y in self.latents]
+        if mode == "softround":
+            return [soft_round(soft_round(y, temperature) + torch.empty_like(y).uniform_(-0.5, 0.5), temperature)
+                    for y in self.latents]
         if mode == "ste":
             return [round_ste(y) for y in self.latents]
         if mode == "round":
@@ -333,9 +348,9 @@ class OverfitImageModel(nn.Module):
             raise ValueError("every plane of a level must have a coarser plane, or none may")
         return [(planes, None if None in parents else parents) for planes, parents in groups.values()]
 
-    def forward(self, mode: str = "noise") -> tuple[Tensor, Tensor]:
+    def forward(self, mode: str = "noise", temperature: float = 0.3) -> tuple[Tensor, Tensor]:
         """-> (image (1, C, H, W), latent bits)."""
-        latents = self.quantized_latents(mode)
+        latents = self.quantized_latents(mode, temperature)
         return self.synthesize(latents), self.latent_bits(latents)
 
     @torch.no_grad()

@@ -16,7 +16,8 @@ from polycodec.entropy import SymbolDecoder, SymbolEncoder
 from polycodec.entropy.mean_scale import FRACTIONS, MeanScaleLaplace
 from polycodec.evaluation.runner import resolve_codecs
 from polycodec.bitstream import Modality
-from polycodec.models.overfit import ContextModel, FixedPointMLP, OverfitConfig, OverfitImageModel, checkerboard
+from polycodec.models.overfit import (ContextModel, FixedPointMLP, OverfitConfig, OverfitImageModel, checkerboard,
+                                      soft_round)
 from polycodec.training.overfit import Preset, fit
 
 STEPS = 40
@@ -200,3 +201,15 @@ def test_cli_round_trip(tmp_path):
     restored = np.asarray(Image.open(tmp_path / "b.png"))
     assert restored.shape == pixels.shape
     assert 10 * np.log10(255**2 / np.mean((restored.astype(float) - pixels) ** 2)) > 20
+
+
+def test_soft_round_goes_from_identity_to_rounding():
+    y = torch.linspace(-3.2, 3.2, 641)
+    assert torch.allclose(soft_round(y, 50.0), y, atol=1e-3)  # hot: the identity
+    cold = y[(y - torch.round(y)).abs() < 0.35]  # away from the half-integers, where it is steep
+    assert torch.allclose(soft_round(cold, 0.02), torch.round(cold), atol=1e-3)  # cold: rounding
+    for temperature in (0.05, 0.3, 1.0):  # monotone and continuous across the half-integers
+        values = soft_round(y, temperature)
+        assert bool((values[1:] >= values[:-1]).all())
+        around_half = soft_round(torch.tensor([0.5 - 1e-5, 0.5 + 1e-5]), temperature)
+        assert torch.allclose(around_half, torch.tensor([0.5, 0.5]), atol=1e-3)
