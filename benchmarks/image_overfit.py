@@ -2,7 +2,8 @@
 the project's photo test set; decoder complexity; decode and per-step fitting time on a 768x512 image.
 
     python benchmarks/image_overfit.py [--data data/eval/images] [--preset fast] [--qualities 1,2,3,4,5,6]
-                                       [--max-files N] [--workers 2] [--out report/bench-image-overfit]
+                                       [--max-files N | --files a.jpg,b.png] [--workers 2]
+                                       [--out report/bench-image-overfit]
 
 Every codec runs on the same files in the same run (one thread per worker), rates from real file sizes.
 Fitting is slow on a CPU, so the run is resumable: results land in ``--out`` as they finish and a rerun
@@ -46,6 +47,19 @@ def complexity_and_speed(image: torch.Tensor) -> None:
     print(f"decode of {x.shape[2]}x{x.shape[1]}, 2 threads, best of 3: {best_of(lambda: codec.decode(data)):.3f} s")
 
 
+def chosen_files(data: Path, names: list[str], out: Path) -> Path:
+    """A folder of links to ``names`` in ``data`` (under ``out``), for evaluating a chosen subset."""
+    folder = out / "files"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if not (data / name).is_file():
+            raise SystemExit(f"{data / name} does not exist")
+        link = folder / name
+        if not link.exists():
+            link.symlink_to((data / name).resolve())
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data/eval/images")
@@ -53,11 +67,15 @@ def main() -> None:
     parser.add_argument("--preset", default="fast", choices=sorted(PRESETS))
     parser.add_argument("--qualities", default="1,2,3,4,5,6", help="comma-separated quality levels to fit")
     parser.add_argument("--max-files", type=int, help="only the first N files (fitting costs minutes each)")
+    parser.add_argument("--files", help="comma-separated names of files in --data: only these")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
     sweep = [{"quality": int(q), "preset": args.preset} for q in args.qualities.split(",")]
-    config = EvalConfig(Path(args.data), Path(args.out), ["image-overfit", *ANCHORS], perception=False,
+    data = Path(args.data)
+    if args.files is not None:
+        data = chosen_files(data, args.files.split(","), Path(args.out))
+    config = EvalConfig(data, Path(args.out), ["image-overfit", *ANCHORS], perception=False,
                         workers=args.workers, max_files=args.max_files, sweeps={"image-overfit": sweep})
     rows = run_evaluation(config)
     files = sorted({r["file"] for r in rows})

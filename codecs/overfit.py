@@ -28,7 +28,7 @@ from ..bitstream import FormatError, MediaInfo, Modality, PayloadReader, Payload
 from ..entropy import SymbolDecoder, SymbolEncoder
 from ..entropy.mean_scale import FRACTIONS, NUM_SCALES, MeanScaleLaplace
 from ..models.overfit import PASSES, OverfitConfig, OverfitImageModel
-from ..training.overfit import PRESETS, Progress, fit
+from ..training.overfit import PRESETS, Preset, Progress, fit
 from .base import StreamCodec, register_codec, sha256_file
 from .image import check_image, read_image_stream, write_image_stream
 
@@ -156,20 +156,21 @@ class OverfitImageCodec(StreamCodec):
     version = 1
     fits_per_input = True
 
-    def __init__(self, quality: int = 3, preset: str = "fast", steps: int | None = None,
+    def __init__(self, quality: int = 3, preset: str | Preset = "fast", steps: int | None = None,
                  target_bpp: float | None = None, progress: Progress | None = None, seed: int = 0,
                  config: OverfitConfig = OverfitConfig(), tables: str | Path = TABLES) -> None:
         if not (isinstance(quality, int) and 1 <= quality <= len(LAMBDAS)):
             raise ValueError(f"quality must be an integer in 1..{len(LAMBDAS)}, got {quality!r}")
-        if preset not in PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        if not isinstance(preset, Preset) and preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)} or a Preset, got {preset!r}")
         if steps is not None and not (isinstance(steps, int) and steps >= 1):
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
         if target_bpp is not None and not target_bpp > 0:
             raise ValueError(f"target_bpp must be > 0, got {target_bpp!r}")
         self.quality, self.target_bpp, self.progress, self.seed = quality, target_bpp, progress, seed
         self.config = config  # the model shape fitted; any shape decodes, the stream carries it
-        self.preset = PRESETS[preset] if steps is None else replace(PRESETS[preset], steps=steps)
+        preset = preset if isinstance(preset, Preset) else PRESETS[preset]  # a Preset: custom fitting settings
+        self.preset = preset if steps is None else replace(preset, steps=steps)
         self.entropy = MeanScaleLaplace()
         self.entropy.load_state_dict(load_file(str(tables)))
         self._hash = sha256_file(str(tables))

@@ -57,8 +57,9 @@ class OverfitConfig:
 class FixedPointMLP(nn.Module):
     """Linear layers with ReLU between them, activations on the 1/256 grid.
 
-    ``forward`` is the plain float path used while fitting; :meth:`exact` runs quantized weights (see :meth:`quantize`) on integer activation codes in exact
-    arithmetic and is what encoder and decoder both use to pick tables.
+    ``forward`` is the plain float path used while fitting; :meth:`exact` runs quantized weights (see
+    :meth:`quantize`) on integer activation codes in exact arithmetic and is what encoder and decoder both
+    use to pick tables.
     """
 
     def __init__(self, sizes: tuple[int, ...]) -> None:

@@ -145,6 +145,8 @@ def test_bad_options():
         OverfitImageCodec(preset="instant")
     with pytest.raises(ValueError):
         OverfitImageCodec(target_bpp=0)
+    custom = OverfitImageCodec(preset=Preset(steps=7, soft_rounding=None), steps=5)  # custom settings, then steps
+    assert (custom.preset.steps, custom.preset.soft_rounding) == (5, None)
     with pytest.raises(ValueError):
         OverfitImageCodec(steps=3).encode(torch.full((3, 8, 8), float("nan")))
 
