@@ -1,9 +1,10 @@
 """How the overfitted codec's fitting settings were chosen: each variant's PSNR gap to AVIF at equal rate.
 
-    python benchmarks/image_overfit_settings.py [--images fruits.jpg,home.jpg] [--size 256]
-                                                [--qualities 2,4] [--variants noise,soft,...]
+    python benchmarks/image_overfit_settings.py [--images fruits.jpg,home.jpg] [--size 256 | --size 0]
+                                                [--qualities 2,4] [--variants noise,soft,...] [--threads 2]
 
-Fits every variant to a centre crop of each image (cheap enough to compare many settings on two CPU cores)
+Fits every variant to a centre crop of each image (cheap enough to compare many settings on two CPU cores;
+``--size 0`` fits the whole image)
 and prints, per point, the real bpp of the stream, its PSNR, and the gap in dB to AVIF's curve on the same
 crop (Pillow, speed 4, qualities 5..90, interpolated in log-rate): positive means better than AVIF.  The
 default images are evaluation photos outside the 4 that ``benchmarks/image_overfit.py --max-files 4``
@@ -23,12 +24,13 @@ import torch
 import polycodec
 from polycodec.media import read_image
 from polycodec.metrics.image import psnr
+from polycodec.models.overfit import OverfitConfig
 from polycodec.training.overfit import Preset
 
 STEPS = 600  # the fast preset's budget
-VARIANTS = {  # name -> Preset overrides
+VARIANTS = {  # name -> Preset overrides (and OverfitConfig overrides under "config")
     "noise": dict(soft_rounding=None),
-    "soft": dict(),  # the shipped default: soft rounding 0.3 -> 0.1
+    "soft": dict(),  # the shipped default: soft rounding 0.3 -> 0.1, synthesis 16 wide, context 16 wide
     "soft-0.5": dict(soft_rounding=(0.5, 0.1)),
     "soft-0.03": dict(soft_rounding=(0.3, 0.03)),
     "latent-lr-0.1": dict(latent_learning_rate=0.1),
@@ -36,11 +38,17 @@ VARIANTS = {  # name -> Preset overrides
     "rounding-0.4": dict(rounding_fraction=0.4),
     "noise-2000": dict(soft_rounding=None, steps=2000),
     "soft-2000": dict(steps=2000),
+    "pyramid": dict(pyramid_start=True),
+    "synthesis-16-context-8": dict(config=dict(synthesis_width=16, context_hidden=8)),
+    "synthesis-32-context-8": dict(config=dict(synthesis_width=32, context_hidden=8)),
+    "synthesis-32-context-16": dict(config=dict(synthesis_width=32, context_hidden=16)),
 }
 
 
 def centre_crop(image: torch.Tensor, size: int) -> torch.Tensor:
     _, height, width = image.shape
+    if size <= 0:
+        return image
     top, left = max(0, (height - size) // 2), max(0, (width - size) // 2)
     return image[:, top:top + size, left:left + size].contiguous()
 
@@ -67,17 +75,19 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--qualities", default="2,4")
     parser.add_argument("--variants", default="noise,soft", help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 to run two copies side by side)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     print("image       variant          quality    bpp    PSNR  AVIF at bpp   gap dB   fit s")
     for name in args.images.split(","):
         image = centre_crop(read_image(Path(args.data) / name), args.size)
         log_rates, psnrs = avif_curve(image)
         for variant in args.variants.split(","):
             overrides = dict(VARIANTS[variant])
+            config = OverfitConfig(**overrides.pop("config", {}))
             preset = Preset(**{"steps": STEPS, **overrides})
             for quality in map(int, args.qualities.split(",")):
-                codec = polycodec.load("image-overfit", quality=quality, preset=preset)
+                codec = polycodec.load("image-overfit", quality=quality, preset=preset, config=config)
                 start = time.perf_counter()
                 data = codec.encode(image)
                 seconds = time.perf_counter() - start

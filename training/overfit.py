@@ -7,7 +7,7 @@ Cool-chic and C3: first a smooth proxy of rounding lets the latents move freely 
 uniform noise, soft rounding again, with the soft rounding sharpening as the phase goes on; or plain
 noise), then they are rounded with straight-through gradients at a lower learning rate so the networks
 adapt to the integers they will really see.  A preset is a step budget; the time per
-step grows with the pixel count (0.43 s for 768x512 on 2 CPU cores, ``benchmarks/image_overfit.py``).
+step grows with the pixel count (0.38 s for 768x512 on 2 CPU cores, ``benchmarks/image_overfit.py``).
 """
 
 from __future__ import annotations
