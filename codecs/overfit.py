@@ -5,8 +5,8 @@
       --> .pcdc: header (size, channels, tables sha256)
                  PARAMS (model shape, b, e, one table bucket per network tensor)
                  DATA   (one ANS stream: context weights, synthesis weights, then the latents coarsest
-                         first, anchors then the rest of each level, each symbol with the MeanScaleLaplace
-                         table its context chose)
+                         first, each level in three passes (anchors, diagonals, others), each symbol
+                         with the MeanScaleLaplace table its context chose)
 
 Only the integer tables (``codecs/weights/overfit-laplace-v1.safetensors``) ship with the library; there
 are no trained weights.  ``quality`` maps to the rate-distortion trade-off lambda; ``preset`` to the fitting
@@ -153,7 +153,7 @@ def quantize_networks(model: OverfitImageModel, image: Tensor, lam: float) -> tu
 class OverfitImageCodec(StreamCodec):
     name = "image-overfit"
     modality = Modality.IMAGE
-    version = 1
+    version = 2  # 2: three context passes per level (anchors, diagonals, others)
     fits_per_input = True
 
     def __init__(self, quality: int = 3, preset: str | Preset = "fast", steps: int | None = None,

@@ -11,14 +11,17 @@ CVPR 2024).  Nothing here is trained on a data set: every parameter is optimised
     synthesis: 1x1 conv L->width, ReLU, 1x1 width->C, + residual 3x3 C->C, ReLU, 3x3 C->C
       -> image (C, H, W)
 
-    entropy model, level by level from the coarsest, two checkerboard passes per level:
-      anchors (i + j even):  3x3 of the coarser level around (i//2, j//2)                  9 inputs
-      others  (i + j odd):   the 12 anchors within 5x5 (all decoded) + the same 9 inputs    21 inputs
-      -> fixed-point MLP (inputs -> hidden -> hidden -> 2) -> integer (mean, log-scale) codes
-      -> MeanScaleLaplace table -> ANS
+    entropy model, level by level from the coarsest, three passes per level:
+      anchors   (i, j even):  3x3 of the coarser level around (i//2, j//2)                       9 inputs
+      diagonals (i, j odd):   the 12 anchors at odd offsets within 7x7 (corners out) + the 9    21 inputs
+      others    (i + j odd):  the 12 anchors and diagonals within 5x5 + the same 9 inputs       21 inputs
+      -> fixed-point MLP (inputs -> hidden -> hidden -> 2), one for anchors and one shared by the
+         diagonal and other passes -> integer (mean, log-scale) codes -> MeanScaleLaplace table -> ANS
 
-Why checkerboard passes instead of Cool-chic's raster-scan context: each pass is one vectorised step, so a
-decoder written in Python makes 2L passes over whole grids instead of H * W sequential steps.  The context
+Why passes instead of Cool-chic's raster-scan context: each pass is one vectorised step, so a decoder
+written in Python makes 3L passes over whole grids instead of H * W sequential steps.  Three rather than a
+two-pass checkerboard: anchors, with no neighbour of their own level, cost about twice the bits of the
+others, and the diagonal pass gives half of them spatial context.  The context
 MLPs run in exact integer arithmetic (weights on a 2^-b grid, activations on a 1/256 grid, sums exact in
 float64), so the tables a decoder picks cannot depend on the machine.  The synthesis runs in float: it does
 not choose tables, so float noise there can only move a decoded pixel, never desynchronise the stream.
@@ -38,8 +41,14 @@ from torch import Tensor, nn
 from ..entropy.mean_scale import MeanScaleLaplace
 from .exact import ACT_BITS, ACT_LIMIT, round_ste, to_grid
 
-# Offsets (dy, dx) of the anchors a non-anchor sees within its 5x5 window: all the odd-parity ones.
+# Offsets (dy, dx) of the decoded positions an 'other' position (i + j odd) sees within its 5x5 window: all
+# the odd-parity ones, which are the anchors and diagonals.
 SPATIAL_OFFSETS = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if (dy + dx) % 2)
+# The same pattern turned by 45 degrees and scaled by sqrt(2), for the 'diagonal' positions (i, j both odd):
+# (odd, odd) offsets within 7x7, which land on anchors only.  One MLP serves both passes, since to it the
+# neighbourhoods look alike; the k-th input of each is the same neighbour, rotated.
+DIAGONAL_OFFSETS = tuple((dy - dx, dy + dx) for dy, dx in SPATIAL_OFFSETS)
+PAD = 3  # border of zeros around a plane, wide enough for both offset sets
 COARSE_INPUTS = 9
 WEIGHT_LIMIT = 8.0  # |weight| bound: with |activation| < 128 and fan-in <= 32 every exact sum stays < 2^31
 
@@ -134,9 +143,16 @@ class FixedPointMLP(nn.Module):
 
 
 def checkerboard(height: int, width: int) -> Tensor:
-    """(H * W,) bool, True on anchors (i + j even), the positions coded first in each level."""
+    """(H * W,) bool, True where i + j is even: the anchors and diagonals, coded before the other half."""
     yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     return ((yy + xx) % 2 == 0).reshape(-1)
+
+
+def pass_masks(height: int, width: int) -> dict[str, Tensor]:
+    """Pass -> (H * W,) bool: anchors (i, j even), diagonals (i, j odd), others (i + j odd), in coding order."""
+    yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    odd_row, odd_col = (yy % 2 == 1).reshape(-1), (xx % 2 == 1).reshape(-1)
+    return {"anchor": ~odd_row & ~odd_col, "diagonal": odd_row & odd_col, "other": odd_row ^ odd_col}
 
 
 @dataclass(frozen=True)
@@ -145,16 +161,18 @@ class GridLayout:
 
     positions: dict[str, Tensor]  # pass -> flat positions (N,)
     parents: dict[str, Tensor]  # pass -> flat position of each one's parent (i//2, j//2) in the coarser grid
-    spatial: Tensor  # (N_other, 12): flat positions of the visible anchors in the plane padded by 2
+    spatial: dict[str, Tensor]  # pass -> (N, 12) flat positions of its visible neighbours in the padded plane
 
 
 @lru_cache(maxsize=128)
 def grid_layout(height: int, width: int) -> GridLayout:
-    anchors = checkerboard(height, width)
-    positions = {"anchor": anchors.nonzero()[:, 0], "other": (~anchors).nonzero()[:, 0]}
+    positions = {k: mask.nonzero()[:, 0] for k, mask in pass_masks(height, width).items()}
     parents = {k: (v // width // 2) * (-(-width // 2)) + (v % width) // 2 for k, v in positions.items()}
-    rows, cols = positions["other"] // width, positions["other"] % width
-    spatial = torch.stack([(rows + 2 + dy) * (width + 4) + cols + 2 + dx for dy, dx in SPATIAL_OFFSETS], dim=1)
+    spatial = {}
+    for pass_, offsets in (("diagonal", DIAGONAL_OFFSETS), ("other", SPATIAL_OFFSETS)):
+        rows, cols = positions[pass_] // width, positions[pass_] % width
+        spatial[pass_] = torch.stack([(rows + PAD + dy) * (width + 2 * PAD) + cols + PAD + dx for dy, dx in offsets],
+                                     dim=1)
     return GridLayout(positions, parents, spatial)
 
 
@@ -167,13 +185,13 @@ class ContextModel(nn.Module):
         self.other = FixedPointMLP((len(SPATIAL_OFFSETS) + COARSE_INPUTS, hidden, hidden, 2))
 
     def features(self, planes: Tensor, coarser: Tensor | None, pass_: str) -> tuple[Tensor, Tensor]:
-        """Context inputs of the anchors (pass_ 'anchor') or the other positions ('other') of same-size planes.
+        """Context inputs of one pass ('anchor', 'diagonal' or 'other') over same-size planes.
 
         planes (P, H, W) and their coarser planes (P, H/2, W/2) or None, or one plane of each as (H, W).
         Returns (features (P * N, 9 or 21), ordered plane by plane; flat positions within a plane (N,)).
-        Only the pass's own positions are gathered.  The 'other' pass reads the planes at anchor positions
-        only (odd offsets from a non-anchor land on anchors, or on the zero border), so a decoder may leave
-        the other positions empty.
+        Only the pass's own positions are gathered.  Each pass reads the planes only where earlier passes
+        coded (the 'diagonal' pass at anchors, the 'other' pass at anchors and diagonals, or the zero
+        border), so a decoder may leave the later passes' positions empty.
         """
         planes = planes.reshape(-1, *planes.shape[-2:])
         count, height, width = planes.shape
@@ -186,9 +204,10 @@ class ContextModel(nn.Module):
         else:
             patches = F.unfold(coarser.reshape(count, 1, *coarser.shape[-2:]), 3, padding=1)  # 3x3 around parents
             features = rearrange(patches, "p k n -> p n k").contiguous().index_select(1, layout.parents[pass_])
-        if pass_ == "other":
-            padded = F.pad(planes, (2, 2, 2, 2)).reshape(count, -1)
-            spatial = padded.index_select(1, layout.spatial.reshape(-1)).reshape(count, *layout.spatial.shape)
+        if pass_ in layout.spatial:
+            index = layout.spatial[pass_]
+            padded = F.pad(planes, (PAD, PAD, PAD, PAD)).reshape(count, -1)
+            spatial = padded.index_select(1, index.reshape(-1)).reshape(count, *index.shape)
             features = torch.cat([spatial, features], dim=2)
         return features.reshape(-1, features.shape[-1]), positions
 
@@ -196,7 +215,7 @@ class ContextModel(nn.Module):
         return self.anchor if pass_ == "anchor" else self.other
 
 
-PASSES = ("anchor", "other")
+PASSES = ("anchor", "diagonal", "other")
 
 
 class Synthesis(nn.Module):
@@ -320,8 +339,8 @@ class OverfitImageModel(nn.Module):
         """Ideal code length of the latents under the (float) context model, differentiable.
 
         While fitting every latent is known, so all planes are scored at once: the planes of each level are
-        stacked, and each pass's MLP runs once over every level (2 calls instead of 2 per plane, which
-        dominated the step time of small images).
+        stacked, and each MLP runs once over every level and pass it serves (2 calls instead of 3 per plane,
+        which dominated the step time of small images).
         """
         inputs: dict[str, list[Tensor]] = {pass_: [] for pass_ in PASSES}
         values: dict[str, list[Tensor]] = {pass_: [] for pass_ in PASSES}
@@ -333,9 +352,10 @@ class OverfitImageModel(nn.Module):
                 inputs[pass_].append(features)
                 values[pass_].append(planes.reshape(len(level), -1).index_select(1, positions).reshape(-1))
         bits = latents[0].new_zeros(())
-        for pass_ in PASSES:
-            out = self.context.net(pass_)(torch.cat(inputs[pass_]))
-            likelihood = self.entropy(torch.cat(values[pass_]), out[:, 0], torch.exp(out[:, 1]))
+        for net, passes in ((self.context.anchor, ["anchor"]), (self.context.other, ["diagonal", "other"])):
+            out = net(torch.cat([x for pass_ in passes for x in inputs[pass_]]))
+            likelihood = self.entropy(torch.cat([v for pass_ in passes for v in values[pass_]]), out[:, 0],
+                                      torch.exp(out[:, 1]))
             bits = bits - torch.log2(likelihood).sum()
         return bits
 
@@ -402,7 +422,7 @@ class OverfitImageModel(nn.Module):
         def mlp(net: FixedPointMLP) -> int:
             return sum(layer.weight.numel() for layer in net.layers)
         latent_count = sum(self.shapes[level][0] * self.shapes[level][1] for level, _ in self.planes)
-        context = latent_count * (mlp(self.context.anchor) + mlp(self.context.other)) / 2
+        context = latent_count * (mlp(self.context.anchor) + 3 * mlp(self.context.other)) / 4  # 1/4 anchors
         return self.synthesis.multiplications_per_pixel() + context / self.num_pixels
 
 

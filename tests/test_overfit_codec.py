@@ -17,7 +17,7 @@ from polycodec.entropy.mean_scale import FRACTIONS, MeanScaleLaplace
 from polycodec.evaluation.runner import resolve_codecs
 from polycodec.bitstream import Modality
 from polycodec.models.overfit import (ContextModel, FixedPointMLP, OverfitConfig, OverfitImageModel, checkerboard,
-                                      soft_round)
+                                      pass_masks, soft_round)
 from polycodec.training.overfit import Preset, fit
 
 STEPS = 40
@@ -81,14 +81,23 @@ def test_exact_mlp_does_not_depend_on_summation_order():
         assert (mlp(codes.float() / 256) - whole.float() / 256).abs().max() < 0.05
 
 
-def test_second_pass_context_reads_only_anchors():
+@pytest.mark.parametrize("pass_, earlier", [("diagonal", ["anchor"]), ("other", ["anchor", "diagonal"])])
+def test_each_pass_reads_only_what_earlier_passes_decoded(pass_, earlier):
     plane = torch.arange(1.0, 1 + 7 * 8).reshape(7, 8)
-    anchors_only = plane.reshape(-1) * checkerboard(7, 8)
+    masks = pass_masks(7, 8)
+    decoded = plane.reshape(-1) * sum(masks[p].double() for p in earlier)
     context = ContextModel()
-    full, _ = context.features(plane, plane[:4, :4], "other")
-    partial, _ = context.features(anchors_only.reshape(7, 8), plane[:4, :4], "other")
+    full, positions = context.features(plane, plane[:4, :4], pass_)
+    partial, _ = context.features(decoded.reshape(7, 8), plane[:4, :4], pass_)
     assert torch.equal(full, partial)  # what a decoder has at that point is all it needs
-    assert set(full[:, :12].reshape(-1).tolist()) <= set(anchors_only.tolist())
+    assert set(full[:, :12].reshape(-1).tolist()) <= set(decoded.tolist())
+    assert masks[pass_].nonzero()[:, 0].tolist() == positions.tolist()
+
+
+def test_passes_cover_every_position_once():
+    masks = pass_masks(5, 6)
+    assert torch.equal(sum(m.long() for m in masks.values()), torch.ones(30, dtype=torch.long))
+    assert torch.equal(masks["anchor"] | masks["diagonal"], checkerboard(5, 6))
 
 
 def test_table_codes_split_exactly():
@@ -126,6 +135,14 @@ def test_corrupt_forged_and_foreign_streams(coded):
     tensor_stream = polycodec.load("tensor").encode(torch.randn(4, 4))
     with pytest.raises(ModelMismatchError):
         codec.decode(tensor_stream)
+
+
+def test_streams_of_the_two_pass_version_are_refused():
+    old = OverfitImageCodec(quality=4, steps=2)
+    old.version = 1  # what a writer of the two-pass context put in the header
+    data = old.encode(photo(16, 16))
+    with pytest.raises(ModelMismatchError, match="version 1.*version 2"):
+        OverfitImageCodec().decode(data)
 
 
 def test_forged_context_weights_are_refused():

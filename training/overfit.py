@@ -30,11 +30,12 @@ class Preset:
     rounding_fraction: float = 0.2  # share of the steps spent in the straight-through phase
     rounding_learning_rate: float = 1e-3
     # Start from a quantized Laplacian pyramid instead of zero latents.  Off: on 256x256 crops at 600 steps
-    # it gave no reliable gain (within +-0.5 dB of the zero start, and erratic at finer pyramid steps).
+    # it gave no reliable gain (-0.8 to +1.1 dB against the zero start, erratic).
     pyramid_start: bool = False
     # Soft rounding around the noise in the first phase (C3): its temperature falls linearly from the first
     # value to the second over that phase.  None: plain additive noise.  On 256x256 crops at 600 steps it
-    # gained 0.7 to 5.6 dB over plain noise at equal rate; 0.5 -> 0.1 and 0.3 -> 0.03 were within 0.2 dB.
+    # gained 0.1 to 3.8 dB over plain noise at equal rate; 0.5 -> 0.1 and 0.3 -> 0.03 were within 0.2 dB on
+    # three of four points (README, "How the settings were chosen").
     soft_rounding: tuple[float, float] | None = (0.3, 0.1)
 
 
