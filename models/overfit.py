@@ -121,24 +121,34 @@ class FixedPointMLP(nn.Module):
         self.weight_bits = weight_bits
 
     @torch.no_grad()
-    def exact(self, codes: Tensor) -> Tensor:
-        """(N, inputs) integer activation codes (float64) -> (N, outputs) integer codes, machine independent.
+    def exact(self, x: Tensor | list[Tensor]) -> Tensor:
+        """(N, inputs) activations on the 1/256 grid within +-ACT_LIMIT (float64), or its column blocks in
+        order, -> (N, outputs) integer codes.
 
-        Products and sums of integers below 2^53 are exact in float64 whatever the summation order, and the
-        rescale (division by a power of two, then floor) is exact too.
+        Machine independent: every weight below is an integer times a power of two, so every product and
+        partial sum is an integer times a power of two, far below 2^53, hence exact in float64 whatever the
+        summation order.  Each layer computes floor(x W / 2^bits + bias + 1/2) on the integer activation
+        codes (rounding half up); the scales 2^ACT_BITS (activations to codes) and 2^-bits are folded into
+        the weights, which changes no result and saves passes over the activations in the decoder's hot loop.
         """
         bits = self.weight_bits
         if bits is None:
             raise RuntimeError("quantize() the context model before coding")
         limit = ACT_LIMIT * 2.0**ACT_BITS
-        a = codes.double().clamp(-limit, limit)
         values = self.integer_parameters()
+        blocks = [x] if isinstance(x, Tensor) else x
         for i, (weight, bias) in enumerate(zip(values[::2], values[1::2])):
-            # Bias pre-shifted, plus half a unit: floor then rounds half up.  In place: this is the decoder's
-            # hot loop, and every step stays exact.
-            a = torch.addmm(bias.double() * 2.0**bits + 2.0 ** (bits - 1), a, weight.double().T)
-            a.div_(2.0**bits).floor_()
-            a.clamp_(0 if i < len(self.layers) - 1 else -limit, limit)
+            # Transposed weights made contiguous: addmm on a transposed view runs about twice as slow.
+            weight_t = (weight.double() * 2.0 ** ((ACT_BITS if i == 0 else 0) - bits)).T.contiguous()
+            # The first layer's product summed block by block (still exact), then the bias added in place:
+            # faster than addmm's broadcast copy of the bias.
+            a = torch.mm(blocks[0].double(), weight_t[:blocks[0].shape[1]])
+            start = blocks[0].shape[1]
+            for block in blocks[1:]:
+                a.addmm_(block.double(), weight_t[start:start + block.shape[1]])
+                start += block.shape[1]
+            a.add_(bias.double() + 0.5).floor_().clamp_(0 if i < len(self.layers) - 1 else -limit, limit)
+            blocks = [a]
         return a
 
 
@@ -193,6 +203,15 @@ class ContextModel(nn.Module):
         coded (the 'diagonal' pass at anchors, the 'other' pass at anchors and diagonals, or the zero
         border), so a decoder may leave the later passes' positions empty.
         """
+        blocks, positions = self.feature_blocks(planes, coarser, pass_)
+        return (blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)), positions
+
+    def feature_blocks(self, planes: Tensor, coarser: Tensor | None, pass_: str) -> tuple[list[Tensor], Tensor]:
+        """:meth:`features` as its column blocks ([spatial (P * N, 12)], coarse (P * N, 9)), not joined.
+
+        The decoder feeds the blocks to :meth:`FixedPointMLP.exact` as they are: joining them costs more
+        than the first layer's product.
+        """
         planes = planes.reshape(-1, *planes.shape[-2:])
         count, height, width = planes.shape
         layout = grid_layout(height, width)
@@ -200,16 +219,17 @@ class ContextModel(nn.Module):
         # Gathers pick whole rows (dim 1 of (P, rows, k)) and the result is built contiguous as (P, N, k):
         # index_select along a last dimension, or a transposed result fed to the MLP, is several times slower.
         if coarser is None:
-            features = planes.new_zeros(count, positions.numel(), COARSE_INPUTS)
+            coarse = planes.new_zeros(count * positions.numel(), COARSE_INPUTS)
         else:
             patches = F.unfold(coarser.reshape(count, 1, *coarser.shape[-2:]), 3, padding=1)  # 3x3 around parents
-            features = rearrange(patches, "p k n -> p n k").contiguous().index_select(1, layout.parents[pass_])
-        if pass_ in layout.spatial:
-            index = layout.spatial[pass_]
-            padded = F.pad(planes, (PAD, PAD, PAD, PAD)).reshape(count, -1)
-            spatial = padded.index_select(1, index.reshape(-1)).reshape(count, *index.shape)
-            features = torch.cat([spatial, features], dim=2)
-        return features.reshape(-1, features.shape[-1]), positions
+            coarse = rearrange(patches, "p k n -> p n k").contiguous().index_select(1, layout.parents[pass_])
+            coarse = coarse.reshape(-1, COARSE_INPUTS)
+        if pass_ not in layout.spatial:
+            return [coarse], positions
+        index = layout.spatial[pass_]
+        padded = F.pad(planes, (PAD, PAD, PAD, PAD)).reshape(count, -1)
+        spatial = padded.index_select(1, index.reshape(-1)).reshape(-1, index.shape[1])
+        return [spatial, coarse], positions
 
     def net(self, pass_: str) -> FixedPointMLP:
         return self.anchor if pass_ == "anchor" else self.other
@@ -411,10 +431,13 @@ class OverfitImageModel(nn.Module):
     def level_codes(self, plane: Tensor, coarser: Tensor | None, pass_: str) -> tuple[Tensor, Tensor, Tensor]:
         """Exact integer (mean, log-scale) codes for one pass of one level, and the flat positions they code.
 
-        ``plane`` only needs its anchors filled for the 'other' pass: that is all the context reads.
+        ``plane`` only needs the positions of the earlier passes filled: that is all the context reads.
         """
-        inputs, positions = self.context.features(plane.double(), None if coarser is None else coarser.double(), pass_)
-        codes = self.context.net(pass_).exact(inputs * 2.0**ACT_BITS)
+        # Clamping the planes clamps every input gathered from them (zeros pad the border).
+        plane = plane.double().clamp(-ACT_LIMIT, ACT_LIMIT)
+        coarser = None if coarser is None else coarser.double().clamp(-ACT_LIMIT, ACT_LIMIT)
+        inputs, positions = self.context.feature_blocks(plane, coarser, pass_)
+        codes = self.context.net(pass_).exact(inputs)
         return codes[:, 0], codes[:, 1], positions
 
     def multiplications_per_pixel(self) -> float:
