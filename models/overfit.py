@@ -152,12 +152,6 @@ class FixedPointMLP(nn.Module):
         return a
 
 
-def checkerboard(height: int, width: int) -> Tensor:
-    """(H * W,) bool, True where i + j is even: the anchors and diagonals, coded before the other half."""
-    yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    return ((yy + xx) % 2 == 0).reshape(-1)
-
-
 def pass_masks(height: int, width: int) -> dict[str, Tensor]:
     """Pass -> (H * W,) bool: anchors (i, j even), diagonals (i, j odd), others (i + j odd), in coding order."""
     yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
