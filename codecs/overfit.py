@@ -28,6 +28,7 @@ from ..bitstream import FormatError, MediaInfo, Modality, PayloadReader, Payload
 from ..entropy import SymbolDecoder, SymbolEncoder
 from ..entropy.mean_scale import FRACTIONS, NUM_SCALES, MeanScaleLaplace
 from ..models.overfit import PASSES, OverfitConfig, OverfitImageModel
+from ..runtime import retain_freed_memory
 from ..training.overfit import PRESETS, Preset, Progress, fit
 from .base import StreamCodec, register_codec, sha256_file
 from .image import check_image, read_image_stream, write_image_stream
@@ -237,6 +238,7 @@ class OverfitImageCodec(StreamCodec):
         """Bytes of one stream -> (C, H, W) in [0, 1] on the 8-bit grid; a list of streams -> a list."""
         if isinstance(data, list):
             return [self.decode(d) for d in data]
+        retain_freed_memory()
         media, params, payload = read_image_stream(self, data)
         model, context_bits, synthesis_exp, tables = self._read_params(params, media)
         decoder = SymbolDecoder(payload)

@@ -19,7 +19,7 @@ from polycodec.entropy.mean_scale import FRACTIONS, MeanScaleLaplace
 from polycodec.evaluation.runner import resolve_codecs
 from polycodec.bitstream import Modality
 from polycodec.models.image import checkerboard
-from polycodec.models.overfit import (ContextModel, FixedPointMLP, OverfitConfig, OverfitImageModel,
+from polycodec.models.overfit import (PASSES, ContextModel, FixedPointMLP, OverfitConfig, OverfitImageModel,
                                       pass_masks, soft_round)
 from polycodec.training.overfit import Preset, fit
 
@@ -96,6 +96,37 @@ def test_each_pass_reads_only_what_earlier_passes_decoded(pass_, earlier):
     assert torch.equal(full, partial)  # what a decoder has at that point is all it needs
     assert set(full[:, :12].reshape(-1).tolist()) <= set(decoded.tolist())
     assert masks[pass_].nonzero()[:, 0].tolist() == positions.tolist()
+
+
+def gathered_bits(model: OverfitImageModel, latents: list[torch.Tensor]) -> torch.Tensor:
+    """The fitting rate computed the way the decoder sees the context: gathered inputs, pass by pass."""
+    bits = latents[0].new_zeros(())
+    for level, coarser_level in model.level_groups():
+        planes = torch.stack([latents[i] for i in level])
+        coarser = None if coarser_level is None else torch.stack([latents[i] for i in coarser_level])
+        for pass_ in PASSES:
+            features, positions = model.context.features(planes, coarser, pass_)
+            values = planes.reshape(len(level), -1).index_select(1, positions).reshape(-1)
+            out = model.context.net(pass_)(features)
+            bits = bits - torch.log2(model.entropy(values, out[:, 0], torch.exp(out[:, 1]))).sum()
+    return bits
+
+
+@pytest.mark.parametrize("height, width, channels", [(37, 53, 3), (16, 24, 1), (5, 3, 3)])
+def test_fitting_rate_by_parity_convolutions_equals_the_gathered_context(height, width, channels):
+    torch.manual_seed(1)
+    model = OverfitImageModel(OverfitConfig(), height, width, channels)
+    with torch.no_grad():
+        for plane in model.latents:
+            plane.normal_(0, 2)
+        for p in model.context.parameters():
+            p.normal_(0, 0.3)
+    latents = model.quantized_latents("noise")
+    reference, fast = gathered_bits(model, latents), model.latent_bits(latents)
+    assert torch.allclose(fast, reference, rtol=1e-5)
+    parameters = [*model.latents, *model.context.parameters()]
+    for a, b in zip(torch.autograd.grad(reference, parameters), torch.autograd.grad(fast, parameters)):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
 
 
 def test_passes_cover_every_position_once():

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..models.overfit import OverfitConfig, OverfitImageModel
+from ..runtime import retain_freed_memory
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ def fit(image: Tensor, lam: float, preset: Preset, config: OverfitConfig = Overf
     Deterministic for a given seed, thread count and machine; different machines may fit slightly different
     models, which is harmless: the decoder only ever sees the quantized result written in the stream.
     """
+    retain_freed_memory()  # large tensors are freed and reallocated every step (see polycodec.runtime)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
