@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import polycodec
 from polycodec.evaluation import EvalConfig, run_evaluation
 from polycodec.media import read_image
-from polycodec.models.overfit import OverfitConfig, OverfitImageModel
+from polycodec.models.overfit import OverfitConfig, OverfitImageModel, downscale2x
 from polycodec.training.overfit import PRESETS, Preset, fit
 from rd import bd_against, rd_table
 from timing import best_of
@@ -37,11 +37,18 @@ def complexity_and_speed(image: torch.Tensor) -> None:
     model = OverfitImageModel(OverfitConfig(), x.shape[1], x.shape[2], x.shape[0])
     print(f"\ndecoder: {model.multiplications_per_pixel():.0f} multiplications per pixel "
           f"(synthesis {model.synthesis.multiplications_per_pixel()}, context MLPs the rest; upsampling excluded)")
-    start = time.perf_counter()
-    fit(x, 0.004, Preset(steps=20))
-    per_step = (time.perf_counter() - start) / 20
-    print(f"fitting on {x.shape[2]}x{x.shape[1]}, 2 threads: {per_step:.3f} s per step -> "
-          + ", ".join(f"{name} ({p.steps} steps) about {p.steps * per_step:.0f} s" for name, p in PRESETS.items()))
+    per_step = {}
+    for name, image_at, config in (("full-size", x, OverfitConfig()),
+                                   ("half-size", downscale2x(x), model.half_resolution_config())):
+        fit(image_at, 0.004, Preset(steps=2), config)  # warm up the allocator and kernels
+        start = time.perf_counter()
+        fit(image_at, 0.004, Preset(steps=20), config)
+        per_step[name] = (time.perf_counter() - start) / 20
+    print(f"fitting on {x.shape[2]}x{x.shape[1]}, 2 threads: {per_step['full-size']:.3f} s per full-size step, "
+          f"{per_step['half-size']:.3f} s per half-size step -> "
+          + ", ".join(f"{name} ({p.describe()}) about "
+                      f"{p.steps * per_step['full-size'] + p.half_size_steps * per_step['half-size']:.0f} s"
+                      for name, p in PRESETS.items()))
     codec = polycodec.load("image-overfit", steps=30)
     data = codec.encode(x)
     print(f"decode of {x.shape[2]}x{x.shape[1]}, 2 threads, best of 3: {best_of(lambda: codec.decode(data)):.3f} s")

@@ -16,7 +16,6 @@ budget (see :data:`polycodec.training.overfit.PRESETS`); ``target_bpp`` searches
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +170,8 @@ class OverfitImageCodec(StreamCodec):
         self.quality, self.target_bpp, self.progress, self.seed = quality, target_bpp, progress, seed
         self.config = config  # the model shape fitted; any shape decodes, the stream carries it
         preset = preset if isinstance(preset, Preset) else PRESETS[preset]  # a Preset: custom fitting settings
-        self.preset = preset if steps is None else replace(preset, steps=steps)
+        # steps: full-size steps instead of the preset's; its half-size steps scale with them.
+        self.preset = preset if steps is None else preset.with_steps(steps)
         self.entropy = MeanScaleLaplace()
         self.entropy.load_state_dict(load_file(str(tables)))
         self._hash = sha256_file(str(tables))

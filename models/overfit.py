@@ -30,7 +30,7 @@ not choose tables, so float noise there can only move a decoded pixel, never des
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import torch
@@ -285,6 +285,14 @@ def upsample2x(x: Tensor, height: int, width: int) -> Tensor:
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)[..., :height, :width]
 
 
+def downscale2x(x: Tensor) -> Tensor:
+    """(..., C, H, W) -> (..., C, ceil(H/2), ceil(W/2)): 2x2 means, odd edges repeated (the grid sizes of a
+    level one down)."""
+    flat = x.reshape(-1, *x.shape[-3:])
+    halved = F.avg_pool2d(F.pad(flat, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), mode="replicate"), 2)
+    return halved.reshape(*x.shape[:-2], *halved.shape[-2:])
+
+
 class OverfitImageModel(nn.Module):
     """One image's latents and networks (see the module docstring for the data flow).
 
@@ -424,8 +432,7 @@ class OverfitImageModel(nn.Module):
         pixels = torch.einsum("dc,chw->dhw", _RGB_TO_YCC, image) if colour else image.clone()
         gaussian = [pixels[None]]
         for height, width in self.shapes[1:]:
-            gaussian.append(F.avg_pool2d(F.pad(gaussian[-1], (0, gaussian[-1].shape[-1] % 2, 0,
-                                                              gaussian[-1].shape[-2] % 2), mode="replicate"), 2))
+            gaussian.append(downscale2x(gaussian[-1]))
         bands = [g - upsample2x(c, *g.shape[-2:]) for g, c in zip(gaussian[:-1], gaussian[1:])] + [gaussian[-1]]
         # Chroma bands finer than chroma_from_level have no planes: the start keeps chroma subsampled.
         for i, (level, c) in enumerate(self.planes):
@@ -441,6 +448,34 @@ class OverfitImageModel(nn.Module):
         project.bias.zero_()
         self.synthesis.refine[-1].weight.zero_()
         self.synthesis.refine[-1].bias.zero_()
+
+    def half_resolution_config(self) -> OverfitConfig:
+        """The config of a model for this image at half size whose planes are this one's from level 1 down."""
+        return replace(self.config, levels=self.config.levels - 1,
+                       chroma_from_level=max(self.config.chroma_from_level - 1, 0))
+
+    @torch.no_grad()
+    def adopt_half_resolution(self, half: "OverfitImageModel") -> None:
+        """Start from a model fitted to this image at half size (see :meth:`half_resolution_config`).
+
+        Its level l becomes this model's level l + 1 (the grid sizes agree: ceil(ceil(H/2) / 2^l)); the
+        networks are copied, and the new full-resolution plane starts at zero with zero weight in the
+        synthesis, so this model starts out drawing the half-size fit upsampled once more.
+        """
+        index = {plane: i for i, plane in enumerate(self.planes)}
+        if [(level + 1, c) for level, c in half.planes] != [p for p in self.planes if p[0] > 0]:
+            raise ValueError("the half-resolution model's planes do not match this model's coarser planes")
+        for j, (level, c) in enumerate(half.planes):
+            self.latents[index[(level + 1, c)]].copy_(half.latents[j])
+        self.context.load_state_dict(half.context.state_dict())
+        coarse = [i for i, (level, _) in enumerate(self.planes) if level > 0]
+        mix = self.synthesis.mix
+        mix.weight.zero_()
+        mix.weight[:, coarse] = half.synthesis.mix.weight
+        mix.bias.copy_(half.synthesis.mix.bias)
+        for mine, theirs in zip((self.synthesis.project, self.synthesis.refine),
+                                (half.synthesis.project, half.synthesis.refine)):
+            mine.load_state_dict(theirs.state_dict())
 
     # -- exact coding path -------------------------------------------------------------------------------
     def level_codes(self, plane: Tensor, coarser: Tensor | None, pass_: str) -> tuple[Tensor, Tensor, Tensor]:

@@ -20,7 +20,7 @@ from polycodec.evaluation.runner import resolve_codecs
 from polycodec.bitstream import Modality
 from polycodec.models.image import checkerboard
 from polycodec.models.overfit import (PASSES, ContextModel, FixedPointMLP, OverfitConfig, OverfitImageModel,
-                                      pass_masks, soft_round)
+                                      downscale2x, pass_masks, soft_round, upsample2x)
 from polycodec.training.overfit import Preset, fit
 
 STEPS = 40
@@ -127,6 +127,39 @@ def test_fitting_rate_by_parity_convolutions_equals_the_gathered_context(height,
     parameters = [*model.latents, *model.context.parameters()]
     for a, b in zip(torch.autograd.grad(reference, parameters), torch.autograd.grad(fast, parameters)):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_a_half_size_fit_becomes_the_coarser_levels_of_the_full_size_model(channels):
+    image = photo(37, 45, channels)
+    full = OverfitImageModel(OverfitConfig(), 37, 45, channels)
+    small = downscale2x(image)
+    half = fit(small, 0.004, Preset(steps=30), config=full.half_resolution_config())
+    full.adopt_half_resolution(half)
+    coarse = [i for i, (level, _) in enumerate(full.planes) if level > 0]
+    with torch.no_grad():
+        half_latents, full_latents = half.quantized_latents("round"), full.quantized_latents("round")
+        features = full.upsampled(full_latents)
+        # The coarser planes are the half-size fit's, upsampled once more; the new finest plane is zero and unused.
+        assert torch.equal(features[:, coarse], upsample2x(half.upsampled(half_latents), 37, 45))
+        assert not full.latents[0].any() and not full.synthesis.mix.weight[:, 0].any()
+        drawn, half_drawn = full.synthesize(full_latents)[0], half.synthesize(half_latents)[0]
+    # So it starts out drawing about what the half-size fit drew, at full size.
+    assert torch.mean((downscale2x(drawn) - half_drawn) ** 2) < 0.1 * torch.mean((half_drawn - 0.5) ** 2)
+    with pytest.raises(ValueError, match="planes do not match"):
+        full.adopt_half_resolution(full)
+
+
+def test_fitting_with_a_half_size_start_codes_and_reports_progress():
+    seen = []
+    codec = polycodec.load("overfit", quality=4, preset=Preset(steps=20, half_size_steps=20),
+                           progress=lambda step, steps, bpp, psnr: seen.append((step, steps)))
+    image = photo(24, 40)
+    decoded = codec.decode(codec.encode(image))
+    assert -10 * torch.log10(torch.mean((decoded - image) ** 2)) > 12
+    assert seen == [(k, 40) for k in range(1, 41)]
+    with pytest.raises(ValueError, match="pick one"):
+        Preset(steps=10, half_size_steps=5, pyramid_start=True)
 
 
 def test_passes_cover_every_position_once():
