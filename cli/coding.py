@@ -149,7 +149,7 @@ def add_parsers(sub) -> None:
                    help="overfit codec: fitting budget per image, " + "; ".join(
                        f"{name}: {preset.describe()}" for name, preset in PRESETS.items())
                    + " (default fast; a full-size step of a 768x512 image takes about 0.3 s on 2 cores, a "
-                     "half-size one about half that)")
+                     "half-size one about a third of that)")
     p.add_argument("--target-bpp", type=float, help="overfit codec: search the quality for this rate "
                                                     "(bits per pixel); fits up to 4 times")
     p.add_argument("--step", type=float, help="tensor codec: quantization step; max error is step/2")

@@ -367,8 +367,8 @@ class OverfitImageModel(nn.Module):
 
         While fitting every latent is known, so all planes are scored at once, and each MLP's first layer
         runs as small convolutions over the planes' parity sub-grids (:mod:`.parity`) instead of on gathered
-        neighbourhoods: the same sums, without the (latents, 21) input matrix that dominated a step's time
-        and memory traffic.  The rest of each MLP runs once over every level and pass it serves.
+        neighbourhoods: the same sums, without building a (latents, 21) input matrix and scattering its
+        gradient back.  The rest of each MLP runs once over every level and pass it serves.
         """
         rows: dict[str, list[Tensor]] = {"anchor": [], "other": []}
         values: dict[str, list[Tensor]] = {"anchor": [], "other": []}
