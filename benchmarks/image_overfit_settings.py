@@ -41,8 +41,8 @@ VARIANTS = {  # name -> Preset overrides (and OverfitConfig overrides under "con
     "soft-2000": dict(steps=2000),
     "pyramid": dict(pyramid_start=True),
     "steps-800": dict(steps=800),
-    # A half-size fit first: 800 half-size steps cost about 0.45 x 800 full-size ones, so with 400 full-size
-    # steps after it this takes about the time of "steps-800".
+    # A half-size fit first: a half-size step costs about 0.35 to 0.45 of a full-size one, so with 400
+    # full-size steps after it this takes about the time of "steps-800".
     "half-800+400": dict(half_size_steps=800, steps=400),
     "synthesis-16-context-8": dict(config=dict(synthesis_width=16, context_hidden=8)),
     "synthesis-32-context-8": dict(config=dict(synthesis_width=32, context_hidden=8)),

@@ -396,6 +396,7 @@ class OverfitImageModel(nn.Module):
         for name in ("anchor", "other"):
             pre, value, inside = torch.cat(rows[name]), torch.cat(values[name]), torch.cat(valid[name])
             if not bool(inside.all()):  # odd sizes: drop the padding's positions, which are not latents
+                inside = inside.to(pre.device)
                 pre, value = pre[inside], value[inside]
             out = self.context.net(name).after_first_layer(pre)
             likelihood = self.entropy(value, out[:, 0], torch.exp(out[:, 1]))

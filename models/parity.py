@@ -20,6 +20,8 @@ not latents and their scores are dropped by the caller.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -35,6 +37,7 @@ def parity_subgrids(planes: Tensor) -> Tensor:
     return rearrange(padded, "p (h r) (w s) -> p (r s) h w", r=2, s=2)
 
 
+@lru_cache(maxsize=256)
 def valid_positions(height: int, width: int, parity: tuple[int, int]) -> Tensor:
     """(ceil(H/2) * ceil(W/2),) bool: which positions of a parity sub-grid lie inside the H x W plane."""
     r, s = parity
@@ -59,7 +62,7 @@ def spatial_preactivation(subgrids: Tensor, weight: Tensor, offsets: tuple[tuple
         top, bottom = min(t[1] for t in taps), max(t[1] for t in taps)
         left, right = min(t[2] for t in taps), max(t[2] for t in taps)
         kh, kw = bottom - top + 1, right - left + 1
-        index = torch.tensor([(sy - top) * kw + (sx - left) for _, sy, sx in taps])
+        index = torch.tensor([(sy - top) * kw + (sx - left) for _, sy, sx in taps], device=weight.device)
         columns = weight[:, [k for k, _, _ in taps]]
         kernel = weight.new_zeros(weight.shape[0], kh * kw).index_copy(1, index, columns)
         # Negative padding crops: the output keeps the sub-grid's size, output (a, b) reading (a + sy, b + sx).

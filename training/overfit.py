@@ -92,12 +92,13 @@ def fit(image: Tensor, lam: float, preset: Preset, config: OverfitConfig = Overf
             # High-rate theory for a uniform quantizer: MSE slope -2 ln2 q^2 / 12 per bit meets lambda at
             # q = sqrt(6 lambda / ln 2), about 2.9 sqrt(lambda).
             model.start_from_pyramid(image, math.sqrt(6 * lam / math.log(2)))
-        total = preset.half_size_steps + preset.steps
-        if preset.half_size_steps and config.levels > 1:
+        half_size_steps = preset.half_size_steps if config.levels > 1 else 0  # one level has no coarser one
+        total = half_size_steps + preset.steps
+        if half_size_steps:
             small = downscale2x(image)
             half = OverfitImageModel(model.half_resolution_config(), small.shape[1], small.shape[2], channels)
             # No straight-through phase: these latents are only a start, fitted again at full size.
-            optimise(half.to(device), small, lam, replace(preset, steps=preset.half_size_steps, half_size_steps=0,
+            optimise(half.to(device), small, lam, replace(preset, steps=half_size_steps, half_size_steps=0,
                                                           rounding_fraction=0.0), _shifted(progress, 0, total))
             model.adopt_half_resolution(half)
         optimise(model, image, lam, preset, _shifted(progress, total - preset.steps, total))
