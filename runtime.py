@@ -3,8 +3,9 @@
 Why: the overfitted codec's fit allocates and frees tens of tensors of 10-30 MB every step.  glibc's malloc
 hands blocks that large back to the kernel on free and maps them afresh on the next allocation, so each
 step pays for page faults and kernel zeroing of memory it just released (expensive in a virtual machine).
-Raising the mmap and trim thresholds keeps that memory in the process for reuse: a fitting step of a
-768x512 photo on one thread measured about 1.25x faster (``benchmarks/image_overfit.py``, README).
+Raising the mmap and trim thresholds keeps that memory in the process for reuse: on its own it made a
+fitting step of a 768x512 image on one thread about 1.2x faster (steps timed with and without it,
+alternating); on 512x512 photos it gained nothing measurable (README, "Encode time").
 """
 
 from __future__ import annotations

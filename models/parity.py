@@ -52,25 +52,36 @@ def spatial_preactivation(subgrids: Tensor, weight: Tensor, offsets: tuple[tuple
 
     subgrids (P, 4, h, w), weight (hidden, len(offsets)) -> (P, hidden, h, w).  Differentiable in both.
     """
+    total = None
+    for source, (top, left, kh, kw), columns, cells in kernel_layout(offsets, parity):
+        index = torch.tensor(cells, device=weight.device)
+        kernel = weight.new_zeros(weight.shape[0], kh * kw).index_copy(1, index, weight[:, list(columns)])
+        # Negative padding crops: the output keeps the sub-grid's size, output (a, b) reading (a + sy, b + sx).
+        source_grid = F.pad(subgrids[:, source:source + 1], (-left, left + kw - 1, -top, top + kh - 1))
+        term = F.conv2d(source_grid, kernel.reshape(-1, 1, kh, kw))
+        total = term if total is None else total + term
+    assert total is not None, "a pass with spatial context needs at least one offset"
+    return total
+
+
+@lru_cache(maxsize=16)
+def kernel_layout(offsets: tuple[tuple[int, int], ...], parity: tuple[int, int]
+                  ) -> tuple[tuple[int, tuple[int, int, int, int], tuple[int, ...], tuple[int, ...]], ...]:
+    """Per source sub-grid: (source index, (top shift, left shift, kernel height, kernel width), the offsets'
+    indexes in ``offsets``, their flat cells in the kernel).  Fixed per pass, so worked out once."""
     r, s = parity
     by_source: dict[int, list[tuple[int, int, int]]] = {}
     for k, (dy, dx) in enumerate(offsets):
         source = 2 * ((r + dy) % 2) + (s + dx) % 2
         by_source.setdefault(source, []).append((k, (r + dy) // 2, (s + dx) // 2))
-    total = None
+    layout = []
     for source, taps in sorted(by_source.items()):
         top, bottom = min(t[1] for t in taps), max(t[1] for t in taps)
         left, right = min(t[2] for t in taps), max(t[2] for t in taps)
         kh, kw = bottom - top + 1, right - left + 1
-        index = torch.tensor([(sy - top) * kw + (sx - left) for _, sy, sx in taps], device=weight.device)
-        columns = weight[:, [k for k, _, _ in taps]]
-        kernel = weight.new_zeros(weight.shape[0], kh * kw).index_copy(1, index, columns)
-        # Negative padding crops: the output keeps the sub-grid's size, output (a, b) reading (a + sy, b + sx).
-        source_grid = F.pad(subgrids[:, source:source + 1], (-left, right, -top, bottom))
-        term = F.conv2d(source_grid, kernel.reshape(-1, 1, kh, kw))
-        total = term if total is None else total + term
-    assert total is not None, "a pass with spatial context needs at least one offset"
-    return total
+        cells = tuple((sy - top) * kw + (sx - left) for _, sy, sx in taps)
+        layout.append((source, (top, left, kh, kw), tuple(k for k, _, _ in taps), cells))
+    return tuple(layout)
 
 
 def coarse_preactivation(coarser: Tensor, weight: Tensor) -> Tensor:
@@ -78,4 +89,5 @@ def coarse_preactivation(coarser: Tensor, weight: Tensor) -> Tensor:
     return F.conv2d(coarser[:, None], weight.reshape(-1, 1, 3, 3), padding=1)
 
 
-__all__ = ["PARITIES", "coarse_preactivation", "parity_subgrids", "spatial_preactivation", "valid_positions"]
+__all__ = ["PARITIES", "coarse_preactivation", "kernel_layout", "parity_subgrids", "spatial_preactivation",
+           "valid_positions"]
