@@ -63,6 +63,25 @@ def test_fitting_lowers_the_loss():
     assert losses[1] < 0.8 * losses[0]  # from the pyramid start (0.034 here) to 0.022 in 60 steps
 
 
+def test_fitting_ends_on_the_best_straight_through_state():
+    # A rounding learning rate far too high makes the straight-through phase's loss climb: the fit must end
+    # on the parameters of its lowest loss, not its last ones.
+    image, lam = photo(32, 32), 0.004
+    seen = []
+
+    def progress(step, steps, bpp, psnr):
+        seen.append((step, 10 ** (-psnr / 10) + lam * bpp))
+
+    preset = Preset(steps=40, rounding_fraction=0.2, rounding_learning_rate=0.3)  # climbs by about 8 %
+    model = fit(image, lam, preset, progress=progress)
+    rounded = [loss for step, loss in seen if step > 32]
+    assert min(rounded) < 0.98 * rounded[-1]  # the phase did climb, so the test means something
+    with torch.no_grad():
+        x_hat, bits = model("ste")
+        final = float(torch.mean((x_hat[0] - image) ** 2) + lam * bits / model.num_pixels)
+    assert final == pytest.approx(min(rounded), rel=1e-4)
+
+
 def test_grayscale_batches_and_sizes():
     codec = OverfitImageCodec(quality=2, steps=5)
     gray = photo(17, 23, channels=1)
