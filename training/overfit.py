@@ -32,7 +32,7 @@ class Preset:
     latent_learning_rate: float = 5e-2
     # Share of the steps spent in the straight-through phase.  0.05, not 0.2: on a 256x256 crop of baboon (q3)
     # the coded RD loss was 1.6 % lower at 2,000 steps and 0.6 % at 600; with 0.2 that phase's loss at lr 1e-3
-    # turned upward after about 120 steps, the more so with more steps (README, "How the settings were chosen").
+    # turned upward after about 120 steps of it (README, "How the settings were chosen").
     rounding_fraction: float = 0.05
     rounding_learning_rate: float = 1e-3
     # Start from a quantized Laplacian pyramid instead of zero latents.  Off: on 256x256 crops at 600 steps
