@@ -52,14 +52,15 @@ def main() -> None:
         seconds = time.perf_counter() - start
         decoded = codec.decode(data)
         rate, quality_db = bpp(data, image), psnr(image, decoded)
-        rounded = losses[round(args.steps * (1 - fraction)):]
+        rounded = losses[preset.noise_steps:]
         if not rounded:
             print(f"{fraction:8.2f}  (no straight-through step)")
             continue
         low_step, low = min(rounded, key=lambda t: t[1])
+        stream_loss = 10 ** (-quality_db / 10) + lam * rate
         print(f"{fraction:8.2f} {rounded[0][1]:9.6f} {low:10.6f} ({low_step:5d}) {rounded[-1][1]:9.6f} "
-              f"{rounded[-1][1] / low:11.4f} {rate:6.3f} {quality_db:7.2f} {10 ** (-quality_db / 10) + lam * rate:11.6f} "
-              f"{seconds:7.0f}", flush=True)
+              f"{rounded[-1][1] / low:11.4f} {rate:6.3f} {quality_db:7.2f} {stream_loss:11.6f} {seconds:7.0f}",
+              flush=True)
 
 
 if __name__ == "__main__":

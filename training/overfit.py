@@ -7,8 +7,9 @@ image at half size: ``Preset.half_size_steps``).  Two phases, as in
 Cool-chic and C3: first a smooth proxy of rounding lets the latents move freely (soft rounding, additive
 uniform noise, soft rounding again, with the soft rounding sharpening as the phase goes on; or plain
 noise), then they are rounded with straight-through gradients at a lower learning rate so the networks
-adapt to the integers they will really see; the fit ends on that phase's best parameters, not its last.  A preset is a step budget; the time per
-step grows with the pixel count (about 0.3 s for 768x512 on 2 quiet CPU cores, README).
+adapt to the integers they will really see; the fit ends on that phase's best parameters, not its last.
+A preset is a step budget; the time per step grows with the pixel count (about 0.3 s for 768x512 on 2 quiet
+CPU cores, README).
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ class Preset:
             raise ValueError(f"a preset needs steps >= 1 and half_size_steps >= 0, got {self}")
         if self.pyramid_start and self.half_size_steps:
             raise ValueError("pyramid_start and half_size_steps both choose the starting latents: pick one")
+
+    @property
+    def noise_steps(self) -> int:
+        """Steps of the first phase (noise / soft rounding); the rest are straight-through."""
+        return round(self.steps * (1 - self.rounding_fraction))
 
     def with_steps(self, steps: int) -> "Preset":
         """This preset with ``steps`` full-size steps, its half-size steps scaled in proportion."""
@@ -121,7 +127,7 @@ def optimise(model: OverfitImageModel, image: Tensor, lam: float, preset: Preset
              progress: Progress | None = None) -> None:
     """Run ``preset``'s two fitting phases on ``model`` in place (noise / soft rounding, then rounding)."""
     target = image.unsqueeze(0)
-    noise_steps = round(preset.steps * (1 - preset.rounding_fraction))
+    noise_steps = preset.noise_steps
     groups = [{"params": list(model.latents.parameters()), "scale": preset.latent_learning_rate},
               {"params": [p for n, p in model.named_parameters() if not n.startswith("latents.")],
                "scale": preset.learning_rate}]
