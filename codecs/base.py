@@ -47,8 +47,13 @@ class Codec(ABC):
 class StreamCodec(Codec):
     """A polycodec codec: writes ``.pcdc`` streams that name the codec, its version and its weights."""
 
-    version: int
+    version: int  # the stream version this codec writes
     fits_per_input = False  # True when encoding optimises a model per input (minutes, not milliseconds)
+
+    @property
+    def readable_versions(self) -> tuple[int, ...]:
+        """Stream versions this codec decodes: the one it writes, unless a codec keeps older ones readable."""
+        return (self.version,)
 
     @property
     @abstractmethod
@@ -60,9 +65,10 @@ class StreamCodec(Codec):
         if header.codec != self.name or header.modality != self.modality:
             raise ModelMismatchError(f"stream was written by codec {header.codec!r} ({header.modality.name.lower()}), "
                                      f"not {self.name!r}")
-        if header.codec_version != self.version:
+        if header.codec_version not in self.readable_versions:
+            readable = ", ".join(map(str, self.readable_versions))
             raise ModelMismatchError(f"stream needs {self.name} version {header.codec_version}, "
-                                     f"this is version {self.version}")
+                                     f"this is version {self.version} (decodes version {readable})")
         if header.weights_hash != self.weights_hash:
             raise ModelMismatchError(f"stream was coded with other {self.name} weights "
                                      f"(sha256 {header.weights_hash.hex()[:16]}..., loaded {self.weights_hash.hex()[:16]}...)")

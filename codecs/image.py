@@ -57,8 +57,8 @@ def write_image_stream(codec: StreamCodec, width: int, height: int, channels: in
     return out.getvalue()
 
 
-def read_image_stream(codec: StreamCodec, data: bytes) -> tuple[MediaInfo, bytes, bytes]:
-    """Check a stream written by :func:`write_image_stream` for ``codec``: (media, PARAMS, DATA payloads)."""
+def read_image_stream(codec: StreamCodec, data: bytes) -> tuple[Header, bytes, bytes]:
+    """Check a stream written by :func:`write_image_stream` for ``codec``: (header, PARAMS, DATA payloads)."""
     reader = ContainerReader(io.BytesIO(data))
     codec.check_header(reader.header)
     media = reader.header.media
@@ -68,7 +68,7 @@ def read_image_stream(codec: StreamCodec, data: bytes) -> tuple[MediaInfo, bytes
     chunks = list(reader)
     if [c.type for c in chunks] != [ChunkType.PARAMS, ChunkType.DATA]:
         raise FormatError(f"{codec.name} stream must hold one PARAMS and one DATA chunk")
-    return media, chunks[0].payload, chunks[1].payload
+    return reader.header, chunks[0].payload, chunks[1].payload
 
 
 def load_image_model(folder: Path):
@@ -114,7 +114,8 @@ class ImageCodec(StreamCodec):
         """Bytes of one stream -> (C, H, W) in [0, 1] on the 8-bit grid; a list of streams -> a list."""
         if isinstance(data, list):
             return [self.decode(d) for d in data]
-        media, params_payload, payload = read_image_stream(self, data)
+        header, params_payload, payload = read_image_stream(self, data)
+        media = header.media
         params = PayloadReader(params_payload, "image params")
         quality, z_h, z_w = params.uint(self.model.num_qualities), params.uint(MAX_SIDE), params.uint(MAX_SIDE)
         params.done()

@@ -1,9 +1,9 @@
 """The overfitted image codec: fit a tiny model to each image, then send the model itself.
 
     image (C, H, W) --fit (training.overfit)--> latents + context MLPs + synthesis (float)
-      --quantize: context weights on a 2^-b grid, synthesis on a 2^-e grid (b, e chosen by rate-distortion)
+      --quantize: each network tensor on its own 2^-e grid (e chosen by rate-distortion)
       --> .pcdc: header (size, channels, tables sha256)
-                 PARAMS (model shape, b, e, one table bucket per network tensor)
+                 PARAMS (model shape, then per network tensor its exponent e and its table bucket)
                  DATA   (one ANS stream: context weights, synthesis weights, then the latents coarsest
                          first, each level in three passes (anchors, diagonals, others), each symbol
                          with the MeanScaleLaplace table its context chose)
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -26,7 +27,8 @@ from torch import Tensor
 from ..bitstream import FormatError, MediaInfo, Modality, PayloadReader, PayloadWriter
 from ..entropy import SymbolDecoder, SymbolEncoder
 from ..entropy.mean_scale import FRACTIONS, NUM_SCALES, MeanScaleLaplace
-from ..models.overfit import PASSES, OverfitConfig, OverfitImageModel
+from ..models.exact import ACT_BITS
+from ..models.overfit import PASSES, FixedPointMLP, OverfitConfig, OverfitImageModel
 from ..runtime import retain_freed_memory
 from ..training.overfit import PRESETS, Preset, Progress, fit
 from .base import StreamCodec, register_codec, sha256_file
@@ -34,8 +36,6 @@ from .image import check_image, read_image_stream, write_image_stream
 
 TABLES = Path(__file__).parent / "weights" / "overfit-laplace-v1.safetensors"
 LAMBDAS = (0.02, 0.008, 0.004, 0.002, 0.001, 0.0004)  # quality 1 .. 6: loss = MSE + lambda * bits per pixel
-CONTEXT_WEIGHT_BITS = tuple(range(4, 9))
-SYNTHESIS_STEP_EXPONENTS = tuple(range(5, 12))
 MAX_LEVELS, MAX_WIDTH = 10, 128
 
 
@@ -47,10 +47,12 @@ def build_tables() -> MeanScaleLaplace:
 
 
 # -- latents -----------------------------------------------------------------------------------------------
-def latent_segments(model: OverfitImageModel, latents: list[Tensor]):
-    """Yield (symbols, table indexes) of every coding pass, in stream order: coarsest level first."""
+def latent_segments(model: OverfitImageModel, latents: list[Tensor], passes: tuple[str, ...] = PASSES):
+    """Yield (symbols, table indexes) of every coding pass, in stream order: coarsest level first.
+
+    ``passes``: only those passes (the rate search scores one context MLP at a time)."""
     for plane, coarser in model.coding_order():
-        for pass_ in PASSES:
+        for pass_ in passes:
             means, scales, positions = model.level_codes(latents[plane], None if coarser is None else latents[coarser],
                                                          pass_)
             values = latents[plane].reshape(-1).index_select(0, positions)
@@ -71,81 +73,144 @@ def read_latents(model: OverfitImageModel, decoder: SymbolDecoder) -> list[Tenso
 
 
 # -- network parameters ------------------------------------------------------------------------------------
+# Every network tensor travels as integers on its own grid 2^-exponent, the exponent chosen by rate-distortion
+# (version 3; version 2 had one exponent for all context weights and one for the whole synthesis).
+CONTEXT_WEIGHT_EXPONENTS = range(1, 13)
+CONTEXT_BIAS_EXPONENTS = range(0, ACT_BITS + 1)  # the activation grid or coarser (exactness)
+SYNTHESIS_EXPONENTS = range(2, 17)
+MAX_SYNTHESIS_EXPONENT = 24
+# What version 2 searched: weights 2^-4 .. 2^-8 with biases on the activation grid, one synthesis exponent.
+V2_CONTEXT_WEIGHT_BITS, V2_SYNTHESIS_EXPONENTS = tuple(range(4, 9)), tuple(range(5, 12))
+
+
 def parameter_tables(model: OverfitImageModel, ints: list[np.ndarray]) -> list[int]:
     """Per tensor, the zero-mean table (one per scale bucket) that codes its integers in the fewest bits."""
-    bank = model.entropy.bank
-    buckets = []
-    for values in ints:
-        cost = [bank.information_bits(values, np.full(values.size, b * FRACTIONS)) for b in range(NUM_SCALES)]
-        buckets.append(int(np.argmin(cost)))
-    return buckets
+    return [_best_bucket(model, values)[0] for values in ints]
 
 
 def parameter_bits(model: OverfitImageModel, ints: list[np.ndarray]) -> float:
+    return sum(_best_bucket(model, values)[1] for values in ints)
+
+
+def _best_bucket(model: OverfitImageModel, values: np.ndarray) -> tuple[int, float]:
     bank = model.entropy.bank
-    return sum(bank.information_bits(v, np.full(v.size, b * FRACTIONS))
-               for v, b in zip(ints, parameter_tables(model, ints)))
+    cost = [bank.information_bits(values, np.full(values.size, b * FRACTIONS)) for b in range(NUM_SCALES)]
+    best = int(np.argmin(cost))
+    return best, float(cost[best])
+
+
+def context_nets(model: OverfitImageModel) -> tuple[tuple[FixedPointMLP, tuple[str, ...]], ...]:
+    """The context MLPs in stream order, each with the passes it chooses the tables of."""
+    return (model.context.anchor, ("anchor",)), (model.context.other, ("diagonal", "other"))
 
 
 def context_ints(model: OverfitImageModel) -> list[np.ndarray]:
-    return [t.reshape(-1).numpy() for net in (model.context.anchor, model.context.other)
-            for t in net.integer_parameters()]
+    return [t.reshape(-1).numpy() for net, _ in context_nets(model) for t in net.integer_parameters()]
 
 
-def synthesis_ints(model: OverfitImageModel, exponent: int) -> list[np.ndarray]:
-    return [torch.round(p.detach().double() * 2.0**exponent).reshape(-1).numpy().astype(np.int64)
-            for p in model.synthesis.parameters()]
+def context_exponents(model: OverfitImageModel) -> list[int]:
+    return [e for net, _ in context_nets(model) for e in net.exponents]
+
+
+def synthesis_ints(model: OverfitImageModel, exponents: list[int]) -> list[np.ndarray]:
+    return [torch.round(p.detach().double() * 2.0**e).reshape(-1).numpy().astype(np.int64)
+            for p, e in zip(model.synthesis.parameters(), exponents)]
 
 
 @torch.no_grad()
-def set_synthesis_ints(model: OverfitImageModel, ints: list[np.ndarray], exponent: int) -> None:
-    for p, values in zip(model.synthesis.parameters(), ints):
-        p.copy_(torch.from_numpy(values.astype(np.float64) / 2.0**exponent).reshape(p.shape))
+def set_synthesis_ints(model: OverfitImageModel, ints: list[np.ndarray], exponents: list[int]) -> None:
+    for p, values, e in zip(model.synthesis.parameters(), ints, exponents):
+        p.copy_(torch.from_numpy(values.astype(np.float64) / 2.0**e).reshape(p.shape))
 
 
-def _quantize_context(model: OverfitImageModel, float_state: dict[str, Tensor], bits: int) -> None:
-    """Put the context MLPs back to their fitted float weights, then round them onto the 2^-bits grid."""
-    model.context.load_state_dict(float_state)
-    model.context.anchor.quantize(bits)
-    model.context.other.quantize(bits)
+def coordinate_descent(start: list[int], choices: list[range], cost: Callable[[list[int]], float],
+                       sweeps: int = 2) -> list[int]:
+    """Each position in turn walked one step at a time, down or up within its range, while ``cost`` falls
+    (the others held), for up to ``sweeps`` rounds (fewer once a round changes nothing).
+
+    A local walk rather than a scan of every choice: an exponent's cost falls to one minimum and rises
+    again (coarser grids cost distortion or latent bits, finer ones weight bits), and the walk needs about
+    three evaluations a tensor instead of ten.  Never ends above ``cost(start)``.
+    """
+    current, best = list(start), cost(start)
+    for _ in range(sweeps):
+        changed = False
+        for i, options in enumerate(choices):
+            for direction in (-1, 1):
+                moved = False
+                while current[i] + direction in options:
+                    trial = current[:i] + [current[i] + direction] + current[i + 1:]
+                    value = cost(trial)
+                    if value >= best:
+                        break
+                    current, best, moved = trial, value, True
+                if moved:  # it went down: no need to look up
+                    changed = True
+                    break
+        if not changed:
+            break
+    return current
 
 
-def _quantize_synthesis(model: OverfitImageModel, float_params: list[Tensor], exponent: int) -> list[np.ndarray]:
-    """Put the synthesis back to its fitted float weights, then round them onto the 2^-exponent grid;
-    returns the integers the stream carries."""
-    with torch.no_grad():
-        for p, original in zip(model.synthesis.parameters(), float_params):
-            p.copy_(original)
-    ints = synthesis_ints(model, exponent)
-    set_synthesis_ints(model, ints, exponent)
+@torch.no_grad()
+def _quantize_context_net(net: FixedPointMLP, float_tensors: list[Tensor], exponents: list[int]) -> None:
+    """Put one context MLP back to its fitted float weights, then round them onto the given grids."""
+    for t, original in zip(net.tensors(), float_tensors):
+        t.copy_(original)
+    net.quantize(exponents)
+
+
+@torch.no_grad()
+def _quantize_synthesis(model: OverfitImageModel, float_params: list[Tensor], exponents: list[int]) -> list[np.ndarray]:
+    """Put the synthesis back to its fitted float weights, then round them onto the given grids; returns
+    the integers the stream carries."""
+    for p, original in zip(model.synthesis.parameters(), float_params):
+        p.copy_(original)
+    ints = synthesis_ints(model, exponents)
+    set_synthesis_ints(model, ints, exponents)
     return ints
 
 
 @torch.no_grad()
-def quantize_networks(model: OverfitImageModel, image: Tensor, lam: float) -> tuple[int, int]:
-    """Pick the context weight grid and the synthesis step that minimise MSE + lambda * bits / pixel, and
-    leave the model quantized to them.  Returns (context weight bits, synthesis step exponent)."""
+def quantize_networks(model: OverfitImageModel, image: Tensor, lam: float,
+                      per_tensor: bool = True) -> tuple[list[int], list[int]]:
+    """Pick the grids of the network tensors that minimise MSE + lambda * bits / pixel and leave the model
+    quantized to them.  Returns (context exponents, synthesis exponents), one per tensor in stream order.
+
+    First the best single grid (what version 2 searched), then, with ``per_tensor``, each tensor's exponent
+    by :func:`coordinate_descent`.  The context grids change only the rate (latents and weights), the
+    synthesis grids only the image and the weights' rate, so the two are searched apart, and each context
+    MLP against the passes it serves.
+    """
     latents = model.quantized_latents("round")
-    float_context = {k: v.clone() for k, v in model.context.state_dict().items()}
-    best_bits, best_rate = None, math.inf
-    for bits in CONTEXT_WEIGHT_BITS:
-        _quantize_context(model, float_context, bits)
-        rate = parameter_bits(model, context_ints(model))
-        rate += sum(model.entropy.bank.information_bits(s, i) for s, i in latent_segments(model, latents))
-        if rate < best_rate:
-            best_bits, best_rate = bits, rate
-    _quantize_context(model, float_context, best_bits)
+    bank = model.entropy.bank
+    context = []
+    for net, passes in context_nets(model):
+        float_tensors = [t.detach().clone() for t in net.tensors()]
+
+        def context_rate(exponents: list[int]) -> float:
+            _quantize_context_net(net, float_tensors, exponents)
+            rate = parameter_bits(model, [t.reshape(-1).numpy() for t in net.integer_parameters()])
+            return rate + sum(bank.information_bits(s, i) for s, i in latent_segments(model, latents, passes))
+
+        start = min((list(net.uniform_exponents(b)) for b in V2_CONTEXT_WEIGHT_BITS), key=context_rate)
+        choices = [CONTEXT_WEIGHT_EXPONENTS, CONTEXT_BIAS_EXPONENTS] * len(net.layers)
+        best = coordinate_descent(start, choices, context_rate) if per_tensor else start
+        _quantize_context_net(net, float_tensors, best)
+        context += best
 
     float_synthesis = [p.detach().clone() for p in model.synthesis.parameters()]
-    best_exp, best_cost = None, math.inf
-    for exponent in SYNTHESIS_STEP_EXPONENTS:
-        ints = _quantize_synthesis(model, float_synthesis, exponent)
+
+    def synthesis_cost(exponents: list[int]) -> float:
+        ints = _quantize_synthesis(model, float_synthesis, exponents)
         x_hat = torch.round(model.synthesize(latents).clamp(0, 1) * 255) / 255
-        cost = float(torch.mean((x_hat[0] - image) ** 2)) + lam * parameter_bits(model, ints) / model.num_pixels
-        if cost < best_cost:
-            best_exp, best_cost = exponent, cost
-    _quantize_synthesis(model, float_synthesis, best_exp)
-    return best_bits, best_exp
+        return float(torch.mean((x_hat[0] - image) ** 2)) + lam * parameter_bits(model, ints) / model.num_pixels
+
+    count = len(float_synthesis)
+    start = min(([e] * count for e in V2_SYNTHESIS_EXPONENTS), key=synthesis_cost)
+    synthesis = coordinate_descent(start, [SYNTHESIS_EXPONENTS] * count, synthesis_cost) if per_tensor else start
+    _quantize_synthesis(model, float_synthesis, synthesis)
+    return context, synthesis
 
 
 @register_codec("image-overfit", Modality.IMAGE, "overfitted per-image codec (Cool-chic family), quality 1-6, "
@@ -153,7 +218,8 @@ def quantize_networks(model: OverfitImageModel, image: Tensor, lam: float) -> tu
 class OverfitImageCodec(StreamCodec):
     name = "image-overfit"
     modality = Modality.IMAGE
-    version = 2  # 2: three context passes per level (anchors, diagonals, others)
+    # 2: three context passes per level (anchors, diagonals, others); 3: one grid per network tensor
+    version = 3
     fits_per_input = True
 
     def __init__(self, quality: int = 3, preset: str | Preset = "fast", steps: int | None = None,
@@ -181,12 +247,12 @@ class OverfitImageCodec(StreamCodec):
         return self._hash
 
     # -- encoding --------------------------------------------------------------------------------------
-    def fit(self, image: Tensor, lam: float) -> tuple[OverfitImageModel, int, int]:
-        """Fit and quantize a model for one image: (model, context weight bits, synthesis step exponent)."""
+    def fit(self, image: Tensor, lam: float) -> tuple[OverfitImageModel, list[int]]:
+        """Fit and quantize a model for one image: (model, synthesis exponents; the context MLPs keep theirs)."""
         model = fit(image, lam, self.preset, self.config, self.progress, self.seed)
         model.entropy.load_state_dict(self.entropy.state_dict())
-        context_bits, synthesis_exp = quantize_networks(model, image, lam)
-        return model, context_bits, synthesis_exp
+        _, synthesis = quantize_networks(model, image, lam)
+        return model, synthesis
 
     def encode(self, media: Tensor) -> bytes | list[bytes]:
         """(C, H, W) -> bytes of one .pcdc stream; (B, C, H, W) -> one stream per image."""
@@ -198,8 +264,7 @@ class OverfitImageCodec(StreamCodec):
         return self._encode_at_rate(image)
 
     def _encode_with(self, image: Tensor, lam: float) -> bytes:
-        model, context_bits, synthesis_exp = self.fit(image, lam)
-        return self._write(model, context_bits, synthesis_exp)
+        return self._write(*self.fit(image, lam))
 
     def _encode_at_rate(self, image: Tensor, attempts: int = 4) -> bytes:
         """Bisect log(lambda) over LAMBDAS' range; keeps the largest stream within the target (or the
@@ -218,71 +283,98 @@ class OverfitImageCodec(StreamCodec):
             smallest = data if smallest is None or len(data) < len(smallest) else smallest
         return best_fit if best_fit is not None else smallest
 
-    def _write(self, model: OverfitImageModel, context_bits: int, synthesis_exp: int) -> bytes:
-        context, synthesis = context_ints(model), synthesis_ints(model, synthesis_exp)
-        tables = parameter_tables(model, context + synthesis)
+    def _write(self, model: OverfitImageModel, synthesis_exponents: list[int]) -> bytes:
+        exponents = context_exponents(model) + list(synthesis_exponents)
+        ints = context_ints(model) + synthesis_ints(model, synthesis_exponents)
+        tables = parameter_tables(model, ints)
         encoder = SymbolEncoder()
-        for values, bucket in zip(context + synthesis, tables):
+        for values, bucket in zip(ints, tables):
             encoder.add(model.entropy.bank, values, np.full(values.size, bucket * FRACTIONS))
         with torch.no_grad():
             for symbols, indexes in latent_segments(model, model.quantized_latents("round")):
                 encoder.add(model.entropy.bank, symbols, indexes)
         config = model.config
         params = (PayloadWriter().uint(config.levels).uint(config.synthesis_width).uint(config.context_hidden)
-                  .uint(config.chroma_from_level).uint(context_bits).uint(synthesis_exp).u8_array(np.array(tables)))
+                  .uint(config.chroma_from_level).u8_array(np.array(exponents)).u8_array(np.array(tables)))
         return write_image_stream(self, model.width, model.height, model.channels, params.to_bytes(),
                                   encoder.finish())
 
     # -- decoding --------------------------------------------------------------------------------------
+    @property
+    def readable_versions(self) -> tuple[int, ...]:
+        return (2, 3)
+
     def decode(self, data: bytes | list[bytes]) -> Tensor | list[Tensor]:
         """Bytes of one stream -> (C, H, W) in [0, 1] on the 8-bit grid; a list of streams -> a list."""
         if isinstance(data, list):
             return [self.decode(d) for d in data]
         retain_freed_memory()
-        media, params, payload = read_image_stream(self, data)
-        model, context_bits, synthesis_exp, tables = self._read_params(params, media)
+        header, params, payload = read_image_stream(self, data)
+        model, exponents, tables = self._read_params(params, header.media, header.codec_version)
         decoder = SymbolDecoder(payload)
         with torch.no_grad():
-            self._read_networks(model, decoder, context_bits, synthesis_exp, tables)
+            self._read_networks(model, decoder, exponents, tables)
             latents = read_latents(model, decoder)
             decoder.finish()
             image = model.synthesize(latents)[0].clamp(0, 1)
         return torch.round(image * 255) / 255
 
-    def _read_params(self, payload: bytes, media: MediaInfo) -> tuple[OverfitImageModel, int, int, np.ndarray]:
+    def _read_params(self, payload: bytes, media: MediaInfo,
+                     version: int) -> tuple[OverfitImageModel, list[int], np.ndarray]:
+        """PARAMS -> (model of the stream's shape, one exponent per network tensor, one table per tensor).
+
+        Version 3: levels, synthesis width, context width, chroma level (varints), then per tensor its
+        exponent and its table bucket (u8 arrays).  Version 2: the same shape fields, then one context weight
+        exponent and one synthesis exponent (varints), then the table buckets.
+        """
         p = PayloadReader(payload, "image-overfit params")
         levels, width, hidden = p.uint(MAX_LEVELS), p.uint(MAX_WIDTH), p.uint(MAX_WIDTH)
         chroma_from = p.uint(MAX_LEVELS)
-        context_bits, synthesis_exp = p.uint(max(CONTEXT_WEIGHT_BITS)), p.uint(24)
-        if min(levels, width, hidden, context_bits, synthesis_exp) < 1:
-            raise FormatError("image-overfit params: zero-sized model or step")
-        model = OverfitImageModel(OverfitConfig(levels, width, hidden, chroma_from), media.height, media.width, media.channels)
-        count = len(context_ints_shapes(model)) + len(list(model.synthesis.parameters()))
+        if min(levels, width, hidden) < 1:
+            raise FormatError("image-overfit params: zero-sized model")
+        model = OverfitImageModel(OverfitConfig(levels, width, hidden, chroma_from), media.height, media.width,
+                                  media.channels)
+        nets = [net for net, _ in context_nets(model)]
+        synthesis_count = len(list(model.synthesis.parameters()))
+        count = sum(len(net.tensors()) for net in nets) + synthesis_count
+        if version == 2:
+            context_bits, synthesis_exp = p.uint(max(V2_CONTEXT_WEIGHT_BITS)), p.uint(MAX_SYNTHESIS_EXPONENT)
+            if min(context_bits, synthesis_exp) < 1:
+                raise FormatError("image-overfit params: zero step exponent")
+            exponents = [e for net in nets for e in net.uniform_exponents(context_bits)]
+            exponents += [synthesis_exp] * synthesis_count
+        else:
+            exponents = p.u8_array(count).astype(np.int64).tolist()
+            if max(exponents[-synthesis_count:], default=0) > MAX_SYNTHESIS_EXPONENT:
+                raise FormatError("image-overfit params: synthesis exponent out of range")
+            start = 0
+            for net in nets:
+                try:
+                    net.check_exponents(exponents[start:start + len(net.tensors())])
+                except ValueError as exc:
+                    raise FormatError(f"image-overfit params: {exc}") from None
+                start += len(net.tensors())
         tables = p.u8_array(count).astype(np.int64)
         p.done()
         if tables.max(initial=0) >= NUM_SCALES:
             raise FormatError("image-overfit params: table bucket out of range")
         model.entropy.load_state_dict(self.entropy.state_dict())
-        return model, context_bits, synthesis_exp, tables
+        return model, exponents, tables
 
     @staticmethod
-    def _read_networks(model: OverfitImageModel, decoder: SymbolDecoder, context_bits: int, synthesis_exp: int,
+    def _read_networks(model: OverfitImageModel, decoder: SymbolDecoder, exponents: list[int],
                        tables: np.ndarray) -> None:
-        bank, tables = model.entropy.bank, iter(tables)
-        context = [torch.from_numpy(decoder.read(bank, np.full(n, next(tables) * FRACTIONS)).astype(np.int64))
-                   for n in context_ints_shapes(model)]
-        half = len(model.context.anchor.layers) * 2
-        try:
-            model.context.anchor.load_integer_parameters(context[:half], context_bits)
-            model.context.other.load_integer_parameters(context[half:], context_bits)
-        except ValueError as exc:
-            raise FormatError(f"image-overfit context model: {exc}") from None
-        synthesis = [decoder.read(bank, np.full(p.numel(), next(tables) * FRACTIONS)).astype(np.int64)
-                     for p in model.synthesis.parameters()]
-        set_synthesis_ints(model, synthesis, synthesis_exp)
+        bank, tables, exponents = model.entropy.bank, iter(tables), iter(exponents)
 
+        def read(count: int) -> np.ndarray:
+            return decoder.read(bank, np.full(count, next(tables) * FRACTIONS)).astype(np.int64)
 
-def context_ints_shapes(model: OverfitImageModel) -> list[int]:
-    """Element counts of the context tensors, in stream order."""
-    return [t.numel() for net in (model.context.anchor, model.context.other) for layer in net.layers
-            for t in (layer.weight, layer.bias)]
+        for net, _ in context_nets(model):
+            tensors = net.tensors()
+            values = [torch.from_numpy(read(t.numel())) for t in tensors]
+            try:
+                net.load_integer_parameters(values, [next(exponents) for _ in tensors])
+            except ValueError as exc:
+                raise FormatError(f"image-overfit context model: {exc}") from None
+        synthesis = list(model.synthesis.parameters())
+        set_synthesis_ints(model, [read(p.numel()) for p in synthesis], [next(exponents) for _ in synthesis])

@@ -52,6 +52,7 @@ DIAGONAL_OFFSETS = tuple((dy - dx, dy + dx) for dy, dx in SPATIAL_OFFSETS)
 PAD = 3  # border of zeros around a plane, wide enough for both offset sets
 COARSE_INPUTS = 9
 WEIGHT_LIMIT = 8.0  # |weight| bound: with |activation| < 128 and fan-in <= 32 every exact sum stays < 2^31
+MAX_EXPONENT = 16  # finest weight grid: sums of integer codes stay below 2^(23 + 16), far inside float64
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ class FixedPointMLP(nn.Module):
 
     ``forward`` is the plain float path used while fitting; :meth:`exact` runs quantized weights (see
     :meth:`quantize`) on integer activation codes in exact arithmetic and is what encoder and decoder both
-    use to pick tables.
+    use to pick tables.  Each tensor (weight and bias of every layer, in that order) has its own grid
+    2^-exponent: the stream carries the integers and the exponents.
     """
 
     def __init__(self, sizes: tuple[int, ...]) -> None:
@@ -80,7 +82,7 @@ class FixedPointMLP(nn.Module):
         with torch.no_grad():  # start from a near-zero output: mean 0, log-scale 0 (scale 1)
             self.layers[-1].weight.mul_(0.1)
             self.layers[-1].bias.zero_()
-        self.weight_bits: int | None = None
+        self.exponents: tuple[int, ...] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         # Plain float while fitting: the 1/256 activation grid of the exact path moves the predicted means
@@ -94,35 +96,52 @@ class FixedPointMLP(nn.Module):
             x = layer(F.relu(x))
         return x
 
+    def tensors(self) -> list[Tensor]:
+        """Weight and bias of every layer, in stream order."""
+        return [t for layer in self.layers for t in (layer.weight, layer.bias)]
+
+    def uniform_exponents(self, weight_bits: int) -> tuple[int, ...]:
+        """Every weight on the 2^-weight_bits grid, every bias on the activation grid (stream version 2)."""
+        return (weight_bits, ACT_BITS) * len(self.layers)
+
+    def check_exponents(self, exponents: tuple[int, ...] | list[int]) -> tuple[int, ...]:
+        """The exponents as a tuple, or ValueError if there are not one per tensor or one is out of range."""
+        exponents = tuple(int(e) for e in exponents)
+        if len(exponents) != 2 * len(self.layers):
+            raise ValueError(f"expected {2 * len(self.layers)} exponents, got {len(exponents)}")
+        # Weights: any grid up to 2^-MAX_EXPONENT keeps the sums of :meth:`exact` below 2^53.  Biases: the
+        # activation grid or coarser, so adding one to an activation code stays on the code grid.
+        if any(not 0 <= e <= MAX_EXPONENT for e in exponents[::2]) or any(
+                not 0 <= e <= ACT_BITS for e in exponents[1::2]):
+            raise ValueError(f"context exponents out of range: {exponents}")
+        return exponents
+
     @torch.no_grad()
-    def quantize(self, weight_bits: int) -> None:
-        """Round weights onto the 2^-weight_bits grid and biases onto the activation grid, in place."""
-        for layer in self.layers:
-            layer.weight.copy_(to_grid(layer.weight, weight_bits, WEIGHT_LIMIT))
-            layer.bias.copy_(to_grid(layer.bias))
-        self.weight_bits = weight_bits
+    def quantize(self, exponents: tuple[int, ...] | list[int]) -> None:
+        """Round each tensor onto its 2^-exponent grid, in place (see :meth:`tensors` for the order)."""
+        exponents = self.check_exponents(exponents)
+        for i, t in enumerate(self.tensors()):
+            t.copy_(to_grid(t, exponents[i], WEIGHT_LIMIT if i % 2 == 0 else ACT_LIMIT))
+        self.exponents = exponents
 
     def integer_parameters(self) -> list[Tensor]:
         """Weights and biases as the integers the stream carries (after :meth:`quantize`)."""
-        if self.weight_bits is None:
+        if self.exponents is None:
             raise RuntimeError("quantize() the context model before coding")
-        out = []
-        for layer in self.layers:
-            out.append(torch.round(layer.weight.detach().double() * 2.0**self.weight_bits).to(torch.int64))
-            out.append(torch.round(layer.bias.detach().double() * 2.0**ACT_BITS).to(torch.int64))
-        return out
+        return [torch.round(t.detach().double() * 2.0**e).to(torch.int64)
+                for t, e in zip(self.tensors(), self.exponents)]
 
     @torch.no_grad()
-    def load_integer_parameters(self, values: list[Tensor], weight_bits: int) -> None:
+    def load_integer_parameters(self, values: list[Tensor], exponents: tuple[int, ...] | list[int]) -> None:
         """Adopt weights read from a stream; refuses values outside the range that keeps :meth:`exact` exact."""
-        weight_max, bias_max = WEIGHT_LIMIT * 2.0**weight_bits, ACT_LIMIT * 2.0**ACT_BITS
-        for i, value in enumerate(values):
-            if value.numel() and float(value.abs().max()) > (weight_max if i % 2 == 0 else bias_max):
+        exponents = self.check_exponents(exponents)
+        for i, (value, e) in enumerate(zip(values, exponents)):
+            limit = (WEIGHT_LIMIT if i % 2 == 0 else ACT_LIMIT) * 2.0**e
+            if value.numel() and float(value.abs().max()) > limit:
                 raise ValueError("a weight or bias lies outside the fixed-point range")
-        for i, layer in enumerate(self.layers):
-            layer.weight.copy_(values[2 * i].reshape(layer.weight.shape).double() / 2.0**weight_bits)
-            layer.bias.copy_(values[2 * i + 1].reshape(layer.bias.shape).double() / 2.0**ACT_BITS)
-        self.weight_bits = weight_bits
+        for t, value, e in zip(self.tensors(), values, exponents):
+            t.copy_(value.reshape(t.shape).double() / 2.0**e)
+        self.exponents = exponents
 
     @torch.no_grad()
     def exact(self, x: Tensor | list[Tensor]) -> Tensor:
@@ -131,19 +150,21 @@ class FixedPointMLP(nn.Module):
 
         Machine independent: every weight below is an integer times a power of two, so every product and
         partial sum is an integer times a power of two, far below 2^53, hence exact in float64 whatever the
-        summation order.  Each layer computes floor(x W / 2^bits + bias + 1/2) on the integer activation
-        codes (rounding half up); the scales 2^ACT_BITS (activations to codes) and 2^-bits are folded into
-        the weights, which changes no result and saves passes over the activations in the decoder's hot loop.
+        summation order.  Each layer computes floor(x W / 2^e + B 2^(8 - e_b) + 1/2) on the integer
+        activation codes x (rounding half up), W and B the integers of its weight and bias and e, e_b their
+        exponents; the scales 2^ACT_BITS (activations to codes) and 2^-e are folded into the weights, which
+        changes no result and saves passes over the activations in the decoder's hot loop.
         """
-        bits = self.weight_bits
-        if bits is None:
+        if self.exponents is None:
             raise RuntimeError("quantize() the context model before coding")
         limit = ACT_LIMIT * 2.0**ACT_BITS
-        values = self.integer_parameters()
+        values, exponents = self.integer_parameters(), self.exponents
         blocks = [x] if isinstance(x, Tensor) else x
-        for i, (weight, bias) in enumerate(zip(values[::2], values[1::2])):
+        for i in range(len(self.layers)):
+            weight, bias = values[2 * i], values[2 * i + 1]
+            weight_exp, bias_exp = exponents[2 * i], exponents[2 * i + 1]
             # Transposed weights made contiguous: addmm on a transposed view runs about twice as slow.
-            weight_t = (weight.double() * 2.0 ** ((ACT_BITS if i == 0 else 0) - bits)).T.contiguous()
+            weight_t = (weight.double() * 2.0 ** ((ACT_BITS if i == 0 else 0) - weight_exp)).T.contiguous()
             # The first layer's product summed block by block (still exact), then the bias added in place:
             # faster than addmm's broadcast copy of the bias.
             a = torch.mm(blocks[0].double(), weight_t[:blocks[0].shape[1]])
@@ -151,7 +172,8 @@ class FixedPointMLP(nn.Module):
             for block in blocks[1:]:
                 a.addmm_(block.double(), weight_t[start:start + block.shape[1]])
                 start += block.shape[1]
-            a.add_(bias.double() + 0.5).floor_().clamp_(0 if i < len(self.layers) - 1 else -limit, limit)
+            bias_codes = bias.double() * 2.0 ** (ACT_BITS - bias_exp)
+            a.add_(bias_codes + 0.5).floor_().clamp_(0 if i < len(self.layers) - 1 else -limit, limit)
             blocks = [a]
         return a
 

@@ -13,7 +13,9 @@ from PIL import Image
 
 import polycodec
 from polycodec.bitstream import BitstreamError, FormatError, ModelMismatchError
-from polycodec.codecs.overfit import OverfitImageCodec, latent_segments, read_latents
+from polycodec.bitstream import MediaInfo, PayloadWriter
+from polycodec.codecs.overfit import (OverfitImageCodec, context_ints, coordinate_descent, latent_segments,
+                                      parameter_bits, quantize_networks, read_latents, synthesis_ints)
 from polycodec.entropy import SymbolDecoder, SymbolEncoder
 from polycodec.entropy.mean_scale import FRACTIONS, MeanScaleLaplace
 from polycodec.evaluation.runner import resolve_codecs
@@ -37,8 +39,8 @@ def photo(h: int, w: int, channels: int = 3) -> torch.Tensor:
 def coded():
     codec = polycodec.load("overfit", quality=4, steps=STEPS)
     image = photo(40, 56)
-    model, context_bits, synthesis_exp = codec.fit(image, 0.004)
-    return codec, image, model, codec._write(model, context_bits, synthesis_exp)
+    model, synthesis_exponents = codec.fit(image, 0.004)
+    return codec, image, model, codec._write(model, synthesis_exponents)
 
 
 def test_decoder_rebuilds_the_encoders_quantized_model(coded):
@@ -93,7 +95,7 @@ def test_grayscale_batches_and_sizes():
 def test_exact_mlp_does_not_depend_on_summation_order():
     torch.manual_seed(0)
     mlp = FixedPointMLP((21, 16, 16, 2))
-    mlp.quantize(6)
+    mlp.quantize(mlp.uniform_exponents(6))
     inputs = torch.randint(-30 * 256, 30 * 256, (500, 21)).double() / 256  # on the 1/256 activation grid
     whole = mlp.exact(inputs)
     pieces = torch.cat([mlp.exact(inputs[i : i + 7]) for i in range(0, 500, 7)])
@@ -228,18 +230,18 @@ def test_streams_of_the_two_pass_version_are_refused():
     old = OverfitImageCodec(quality=4, steps=2)
     old.version = 1  # what a writer of the two-pass context put in the header
     data = old.encode(photo(16, 16))
-    with pytest.raises(ModelMismatchError, match="version 1.*version 2"):
+    with pytest.raises(ModelMismatchError, match="version 1.*decodes version 2, 3"):
         OverfitImageCodec().decode(data)
 
 
 def test_forged_context_weights_are_refused():
     model = OverfitImageModel(OverfitConfig(levels=2), 8, 8)
     ints = model.context.anchor
-    ints.quantize(4)
+    ints.quantize(ints.uniform_exponents(4))
     values = ints.integer_parameters()
     values[0] = values[0] + 10**6
     with pytest.raises(ValueError, match="fixed-point range"):
-        ints.load_integer_parameters(values, 4)
+        ints.load_integer_parameters(values, ints.uniform_exponents(4))
 
 
 def test_bad_options():
@@ -335,3 +337,69 @@ def test_a_stream_from_the_first_release_of_version_2_decodes_as_it_did():
     decoded = torch.round(polycodec.load("image-overfit").decode(data) * 255).to(torch.int64).numpy()
     assert decoded.shape == expected.shape == (3, 24, 40)
     assert_same_image_but_float_noise(decoded, expected)
+
+
+def test_a_stream_from_the_first_release_of_version_3_decodes_as_it_did():
+    # As for version 2: tests/data/overfit-v3.pcdc (24x40 photo(), quality 4, 40 steps, one grid per network
+    # tensor) and what the first release of version 3 decoded from it.
+    data = (DATA / "overfit-v3.pcdc").read_bytes()
+    expected = np.asarray(Image.open(DATA / "overfit-v3.png")).transpose(2, 0, 1).astype(np.int64)
+    decoded = torch.round(polycodec.load("image-overfit").decode(data) * 255).to(torch.int64).numpy()
+    assert decoded.shape == expected.shape == (3, 24, 40)
+    assert_same_image_but_float_noise(decoded, expected)
+
+
+def test_coordinate_descent_walks_each_position_to_its_minimum():
+    target = [3, -2, 9]
+    calls = []
+
+    def cost(x):
+        calls.append(x)
+        return sum((a - b) ** 2 for a, b in zip(x, target)) + 0.5 * x[0] * x[1] / 10  # a mild coupling
+
+    found = coordinate_descent([0, 0, 0], [range(-5, 6), range(-5, 6), range(0, 7)], cost)
+    assert found == [3, -2, 6]  # the third walks up to the edge of its range and stops there
+    assert all(-5 <= x[0] <= 5 and 0 <= x[2] <= 6 for x in calls)
+    assert coordinate_descent([1, 1], [range(0, 3)] * 2, lambda x: 0.0) == [1, 1]  # flat: stays put
+
+
+def test_one_grid_per_tensor_codes_the_networks_in_fewer_bits_at_no_loss():
+    image, lam = photo(24, 32), 0.004
+    fitted = fit(image, lam, Preset(steps=30))
+    costs, exponents = {}, {}
+    for per_tensor in (False, True):
+        model = OverfitImageModel(fitted.config, 24, 32)
+        model.load_state_dict(fitted.state_dict())
+        model.entropy.load_state_dict(OverfitImageCodec().entropy.state_dict())
+        context, synthesis = quantize_networks(model, image, lam, per_tensor=per_tensor)
+        latents = model.quantized_latents("round")
+        bits = parameter_bits(model, context_ints(model) + synthesis_ints(model, synthesis))
+        bits += sum(model.entropy.bank.information_bits(s, i) for s, i in latent_segments(model, latents))
+        with torch.no_grad():
+            x_hat = torch.round(model.synthesize(latents)[0].clamp(0, 1) * 255) / 255
+        costs[per_tensor] = float(torch.mean((x_hat - image) ** 2)) + lam * bits / model.num_pixels
+        exponents[per_tensor] = context + synthesis
+    # On a tiny image the networks are most of the stream: per-tensor grids must find coarser ones.
+    assert costs[True] < 0.95 * costs[False]
+    assert exponents[True] != exponents[False]
+
+
+def test_exponents_out_of_range_are_refused():
+    codec = OverfitImageCodec()
+    model = OverfitImageModel(OverfitConfig(), 16, 16)
+    count = sum(len(net.tensors()) for net in (model.context.anchor, model.context.other))
+    count += len(list(model.synthesis.parameters()))
+    media = MediaInfo(width=16, height=16, channels=3, bit_depth=8)
+
+    def params(exponents):
+        config = OverfitConfig()
+        return (PayloadWriter().uint(config.levels).uint(config.synthesis_width).uint(config.context_hidden)
+                .uint(config.chroma_from_level).u8_array(np.array(exponents)).u8_array(np.zeros(count)).to_bytes())
+
+    good = [6, 8] * 6 + [8] * (count - 12)
+    codec._read_params(params(good), media, 3)
+    for index, value in ((1, 9), (0, 17), (count - 1, 25)):  # a bias finer than the activation grid, ...
+        bad = list(good)
+        bad[index] = value
+        with pytest.raises(FormatError, match="exponent"):
+            codec._read_params(params(bad), media, 3)
