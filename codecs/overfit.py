@@ -79,7 +79,7 @@ CONTEXT_WEIGHT_EXPONENTS = range(1, 13)
 CONTEXT_BIAS_EXPONENTS = range(0, ACT_BITS + 1)  # the activation grid or coarser (exactness)
 SYNTHESIS_EXPONENTS = range(2, 17)
 MAX_SYNTHESIS_EXPONENT = 24
-# What version 2 searched: weights 2^-4 .. 2^-8 with biases on the activation grid, one synthesis exponent.
+# The single grids searched first (version 2's ranges): weights 2^-4 .. 2^-8, biases on the activation grid.
 V2_CONTEXT_WEIGHT_BITS, V2_SYNTHESIS_EXPONENTS = tuple(range(4, 9)), tuple(range(5, 12))
 
 
@@ -177,7 +177,9 @@ def quantize_networks(model: OverfitImageModel, image: Tensor, lam: float,
     """Pick the grids of the network tensors that minimise MSE + lambda * bits / pixel and leave the model
     quantized to them.  Returns (context exponents, synthesis exponents), one per tensor in stream order.
 
-    First the best single grid (what version 2 searched), then, with ``per_tensor``, each tensor's exponent
+    First the best single grid per network (one for each context MLP's weights, biases on the activation
+    grid, and one for the whole synthesis; version 2 sent one grid for both MLPs), then, with
+    ``per_tensor``, each tensor's exponent
     by :func:`coordinate_descent`.  The context grids change only the rate (latents and weights), the
     synthesis grids only the image and the weights' rate, so the two are searched apart, and each context
     MLP against the passes it serves.
