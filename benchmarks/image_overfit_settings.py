@@ -31,7 +31,9 @@ from polycodec.training.overfit import Preset
 STEPS = 600  # the fast preset's budget
 VARIANTS = {  # name -> Preset overrides (and OverfitConfig overrides under "config")
     "noise": dict(soft_rounding=None),
-    "soft": dict(),  # the shipped default: soft rounding 0.3 -> 0.1, synthesis 16 wide, context 16 wide
+    # The shipped default: soft rounding 0.3 -> 0.1, synthesis 16 wide, context 16 wide, the pyramid start
+    # from quality 4 up.
+    "soft": dict(),
     "soft-0.5": dict(soft_rounding=(0.5, 0.1)),
     "soft-0.03": dict(soft_rounding=(0.3, 0.03)),
     "latent-lr-0.1": dict(latent_learning_rate=0.1),
@@ -39,7 +41,8 @@ VARIANTS = {  # name -> Preset overrides (and OverfitConfig overrides under "con
     "rounding-0.4": dict(rounding_fraction=0.4),
     "noise-2000": dict(soft_rounding=None, steps=2000),
     "soft-2000": dict(steps=2000),
-    "pyramid": dict(pyramid_start=True),
+    "pyramid": dict(pyramid_start_max_lambda=math.inf),  # at every quality
+    "zero-start": dict(pyramid_start_max_lambda=0.0),  # at none (the default before stream version 3's release)
     "steps-800": dict(steps=800),
     # A half-size fit first: a half-size step costs about 0.35 to 0.45 of a full-size one, so with 400
     # full-size steps after it this takes about the time of "steps-800".

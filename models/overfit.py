@@ -448,8 +448,8 @@ class OverfitImageModel(nn.Module):
 
         The bands are built with this model's own upsampler, so the upsampled planes sum back to the image
         exactly; the synthesis is set to compute that sum (through +/- ReLU pairs) and convert to RGB, so
-        the fit starts from a coded image instead of from grey.  Optional (``Preset.pyramid_start``): at 600
-        steps it measured no reliable gain over the zero start.
+        the fit starts from a coded image instead of from grey.  Used at high rates only
+        (``Preset.pyramid_start_max_lambda``): there it fits sooner than the zero start, at low rates not.
         """
         colour = self.channels == 3
         pixels = torch.einsum("dc,chw->dhw", _RGB_TO_YCC, image) if colour else image.clone()

@@ -14,8 +14,9 @@ from PIL import Image
 import polycodec
 from polycodec.bitstream import BitstreamError, FormatError, ModelMismatchError
 from polycodec.bitstream import MediaInfo, PayloadWriter
-from polycodec.codecs.overfit import (OverfitImageCodec, context_ints, coordinate_descent, latent_segments,
-                                      parameter_bits, quantize_networks, read_latents, synthesis_ints)
+from polycodec.codecs.overfit import (LAMBDAS, OverfitImageCodec, context_ints, coordinate_descent,
+                                      latent_segments, parameter_bits, quantize_networks, read_latents,
+                                      synthesis_ints)
 from polycodec.entropy import SymbolDecoder, SymbolEncoder
 from polycodec.entropy.mean_scale import FRACTIONS, MeanScaleLaplace
 from polycodec.evaluation.runner import resolve_codecs
@@ -74,7 +75,8 @@ def test_fitting_ends_on_the_best_straight_through_state():
     def progress(step, steps, bpp, psnr):
         seen.append((step, 10 ** (-psnr / 10) + lam * bpp))
 
-    preset = Preset(steps=40, rounding_fraction=0.2, rounding_learning_rate=0.3)  # climbs by about 8 %
+    # Climbs by about 8 % from zero latents (from the pyramid start, such a learning rate diverges at once).
+    preset = Preset(steps=40, rounding_fraction=0.2, rounding_learning_rate=0.3, pyramid_start_max_lambda=0.0)
     model = fit(image, lam, preset, progress=progress)
     rounded = [loss for step, loss in seen if step > preset.noise_steps]
     assert min(rounded) < 0.98 * rounded[-1]  # the phase did climb, so the test means something
@@ -179,8 +181,25 @@ def test_fitting_with_a_half_size_start_codes_and_reports_progress():
     decoded = codec.decode(codec.encode(image))
     assert -10 * torch.log10(torch.mean((decoded - image) ** 2)) > 12
     assert seen == [(k, 40) for k in range(1, 41)]
-    with pytest.raises(ValueError, match="pick one"):
-        Preset(steps=10, half_size_steps=5, pyramid_start=True)
+
+
+def test_fits_start_from_the_pyramid_at_high_rates_only():
+    image = photo(32, 48)
+    preset = Preset(steps=1)
+    assert preset.starts_from_pyramid(LAMBDAS[3]) and not preset.starts_from_pyramid(LAMBDAS[2])
+    assert not Preset(steps=1, half_size_steps=1).starts_from_pyramid(LAMBDAS[5])  # the half-size fit starts it
+    with pytest.raises(ValueError, match="pyramid_start_max_lambda"):
+        Preset(steps=1, pyramid_start_max_lambda=-1.0)
+
+    def psnr_after_one_step(lam: float) -> float:
+        model = fit(image, lam, preset)
+        with torch.no_grad():
+            x_hat, _ = model("round")
+        return float(-10 * torch.log10(torch.mean((x_hat[0] - image) ** 2)))
+
+    # After one step the pyramid's latents still draw the image (16.8 dB here); zero latents draw about grey
+    # (13.5 dB: the pattern's own contrast).
+    assert psnr_after_one_step(LAMBDAS[3]) > psnr_after_one_step(LAMBDAS[2]) + 2
 
 
 def test_passes_cover_every_position_once():

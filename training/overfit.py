@@ -2,8 +2,9 @@
 
     loss = MSE(image, synthesis(latents)) + lambda * latent bits / pixels
 
-Latents start at zero (or, optionally, from a quantized Laplacian pyramid of the image, or from a fit to the
-image at half size: ``Preset.half_size_steps``).  Two phases, as in
+Latents start from a quantized Laplacian pyramid of the image at the higher qualities and at zero at the
+lower ones (``Preset.pyramid_start_max_lambda``), or from a fit to the image at half size
+(``Preset.half_size_steps``).  Two phases, as in
 Cool-chic and C3: first a smooth proxy of rounding lets the latents move freely (soft rounding, additive
 uniform noise, soft rounding again, with the soft rounding sharpening as the phase goes on; or plain
 noise), then they are rounded with straight-through gradients at a lower learning rate so the networks
@@ -36,9 +37,13 @@ class Preset:
     # turned upward after about 120 steps of it (README, "How the settings were chosen").
     rounding_fraction: float = 0.05
     rounding_learning_rate: float = 1e-3
-    # Start from a quantized Laplacian pyramid instead of zero latents.  Off: on 256x256 crops at 600 steps
-    # it gave no reliable gain (-0.8 to +1.1 dB against the zero start, erratic).
-    pyramid_start: bool = False
+    # Start from a quantized Laplacian pyramid of the image instead of zero latents when lambda is at most
+    # this (quality 4 and up; 0: never, math.inf: always).  At high rates the latents must carry fine detail,
+    # which a fit from zero reaches late; at low rates the pyramid's start costs bits the fit then has to
+    # shed.  On 256x256 crops of fruits and home at 600 steps it gained 0.13 to 1.32 dB against AVIF at
+    # qualities 4 and 5, and moved qualities 1 to 3 by -0.98 to +0.17 dB (README, "How the settings were
+    # chosen").  Not with ``half_size_steps``, which chooses the starting latents itself.
+    pyramid_start_max_lambda: float = 0.002
     # Soft rounding around the noise in the first phase (C3): its temperature falls linearly from the first
     # value to the second over that phase.  None: plain additive noise.  On 256x256 crops at 600 steps it
     # gained 0.1 to 3.8 dB over plain noise at equal rate; 0.5 -> 0.1 and 0.3 -> 0.03 were within 0.2 dB on
@@ -51,10 +56,13 @@ class Preset:
     half_size_steps: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.half_size_steps < 0:
-            raise ValueError(f"a preset needs steps >= 1 and half_size_steps >= 0, got {self}")
-        if self.pyramid_start and self.half_size_steps:
-            raise ValueError("pyramid_start and half_size_steps both choose the starting latents: pick one")
+        if self.steps < 1 or self.half_size_steps < 0 or not self.pyramid_start_max_lambda >= 0:
+            raise ValueError(f"a preset needs steps >= 1, half_size_steps >= 0 and pyramid_start_max_lambda >= 0, "
+                             f"got {self}")
+
+    def starts_from_pyramid(self, lam: float) -> bool:
+        """Whether a fit at this lambda starts from the quantized Laplacian pyramid (else from zero latents)."""
+        return not self.half_size_steps and lam <= self.pyramid_start_max_lambda
 
     @property
     def noise_steps(self) -> int:
@@ -98,7 +106,7 @@ def fit(image: Tensor, lam: float, preset: Preset, config: OverfitConfig = Overf
         channels, height, width = image.shape
         device = image.device
         model = OverfitImageModel(config, height, width, channels).to(device)
-        if preset.pyramid_start:
+        if preset.starts_from_pyramid(lam):
             # High-rate theory for a uniform quantizer: MSE slope -2 ln2 q^2 / 12 per bit meets lambda at
             # q = sqrt(6 lambda / ln 2), about 2.9 sqrt(lambda).
             model.start_from_pyramid(image, math.sqrt(6 * lam / math.log(2)))
