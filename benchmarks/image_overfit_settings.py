@@ -32,7 +32,7 @@ STEPS = 600  # the fast preset's budget
 VARIANTS = {  # name -> Preset overrides (and OverfitConfig overrides under "config")
     "noise": dict(soft_rounding=None),
     # The shipped default: soft rounding 0.3 -> 0.1, synthesis 16 wide, context 16 wide, the pyramid start
-    # from quality 4 up.
+    # from quality 4 up with its learning-rate warm-up.
     "soft": dict(),
     "soft-0.5": dict(soft_rounding=(0.5, 0.1)),
     "soft-0.03": dict(soft_rounding=(0.3, 0.03)),
@@ -42,6 +42,7 @@ VARIANTS = {  # name -> Preset overrides (and OverfitConfig overrides under "con
     "noise-2000": dict(soft_rounding=None, steps=2000),
     "soft-2000": dict(steps=2000),
     "pyramid": dict(pyramid_start_max_lambda=math.inf),  # at every quality
+    "no-warmup": dict(pyramid_warmup_fraction=0.0),  # the pyramid start without its learning-rate warm-up
     "zero-start": dict(pyramid_start_max_lambda=0.0),  # at none (the default before stream version 3's release)
     "steps-800": dict(steps=800),
     # A half-size fit first: a half-size step costs about 0.35 to 0.45 of a full-size one, so with 400

@@ -24,7 +24,7 @@ from polycodec.bitstream import Modality
 from polycodec.models.image import checkerboard
 from polycodec.models.overfit import (PASSES, ContextModel, FixedPointMLP, OverfitConfig, OverfitImageModel,
                                       downscale2x, pass_masks, soft_round, upsample2x)
-from polycodec.training.overfit import Preset, fit
+from polycodec.training.overfit import Preset, fit, optimise
 
 STEPS = 40
 DATA = Path(__file__).parent / "data"
@@ -190,6 +190,8 @@ def test_fits_start_from_the_pyramid_at_high_rates_only():
     assert not Preset(steps=1, half_size_steps=1).starts_from_pyramid(LAMBDAS[5])  # the half-size fit starts it
     with pytest.raises(ValueError, match="pyramid_start_max_lambda"):
         Preset(steps=1, pyramid_start_max_lambda=-1.0)
+    with pytest.raises(ValueError, match="pyramid_warmup_fraction"):
+        Preset(steps=1, pyramid_warmup_fraction=1.0)
 
     def psnr_after_one_step(lam: float) -> float:
         model = fit(image, lam, preset)
@@ -200,6 +202,21 @@ def test_fits_start_from_the_pyramid_at_high_rates_only():
     # After one step the pyramid's latents still draw the image (16.8 dB here); zero latents draw about grey
     # (13.5 dB: the pattern's own contrast).
     assert psnr_after_one_step(LAMBDAS[3]) > psnr_after_one_step(LAMBDAS[2]) + 2
+
+
+def test_warm_up_keeps_the_first_steps_small():
+    # Adam's first step moves every parameter by about the learning rate; the warm-up scales it down, so the
+    # synthesis the pyramid start sets up survives the first steps.
+    image, lam = photo(24, 32), LAMBDAS[3]
+    moves = []
+    for warmup_steps in (0, 100):
+        torch.manual_seed(0)
+        model = OverfitImageModel(OverfitConfig(), 24, 32)
+        model.start_from_pyramid(image, 0.1)
+        start = model.synthesis.mix.weight.detach().clone()
+        optimise(model, image, lam, Preset(steps=1), warmup_steps=warmup_steps)
+        moves.append(float((model.synthesis.mix.weight.detach() - start).abs().max()))
+    assert moves[1] < 0.2 * moves[0]  # lr 1.1e-3 against 1.1e-2 in this one step
 
 
 def test_passes_cover_every_position_once():
