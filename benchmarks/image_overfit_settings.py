@@ -43,7 +43,7 @@ VARIANTS = {  # name -> Preset overrides (and OverfitConfig overrides under "con
     "soft-2000": dict(steps=2000),
     "pyramid": dict(pyramid_start_max_lambda=math.inf),  # at every quality
     "no-warmup": dict(pyramid_warmup_fraction=0.0),  # the pyramid start without its learning-rate warm-up
-    "zero-start": dict(pyramid_start_max_lambda=0.0),  # at none (the default before stream version 3's release)
+    "zero-start": dict(pyramid_start_max_lambda=0.0),  # at none (every fit until the pyramid start came in)
     "steps-800": dict(steps=800),
     # A half-size fit first: a half-size step costs about 0.35 to 0.45 of a full-size one, so with 400
     # full-size steps after it this takes about the time of "steps-800".

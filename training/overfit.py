@@ -113,7 +113,8 @@ def fit(image: Tensor, lam: float, preset: Preset, config: OverfitConfig = Overf
         channels, height, width = image.shape
         device = image.device
         model = OverfitImageModel(config, height, width, channels).to(device)
-        if preset.starts_from_pyramid(lam):
+        from_pyramid = preset.starts_from_pyramid(lam)
+        if from_pyramid:
             # High-rate theory for a uniform quantizer: MSE slope -2 ln2 q^2 / 12 per bit meets lambda at
             # q = sqrt(6 lambda / ln 2), about 2.9 sqrt(lambda).
             model.start_from_pyramid(image, math.sqrt(6 * lam / math.log(2)))
@@ -126,7 +127,7 @@ def fit(image: Tensor, lam: float, preset: Preset, config: OverfitConfig = Overf
             optimise(half.to(device), small, lam, replace(preset, steps=half_size_steps, half_size_steps=0,
                                                           rounding_fraction=0.0), _shifted(progress, 0, total))
             model.adopt_half_resolution(half)
-        warmup = round(preset.pyramid_warmup_fraction * preset.steps) if preset.starts_from_pyramid(lam) else 0
+        warmup = round(preset.pyramid_warmup_fraction * preset.steps) if from_pyramid else 0
         optimise(model, image, lam, preset, _shifted(progress, total - preset.steps, total), warmup)
         return model
     finally:
