@@ -154,11 +154,11 @@ def optimise(model: OverfitImageModel, image: Tensor, lam: float, preset: Preset
     best = _BestRounded(model)
     for step in range(preset.steps):
         rounding = step >= noise_steps
+        warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0  # one factor for every group
         for group in optimizer.param_groups:
             if rounding:
                 group["lr"] = _cosine(step - noise_steps, preset.steps - noise_steps, preset.rounding_learning_rate)
             else:
-                warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
                 group["lr"] = warm * _cosine(step, noise_steps, group["scale"]) + preset.rounding_learning_rate
         if rounding:
             x_hat, bits = model("ste")
