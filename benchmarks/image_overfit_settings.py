@@ -2,6 +2,7 @@
 
     python benchmarks/image_overfit_settings.py [--images fruits.jpg,home.jpg] [--size 256 | --size 0]
                                                 [--qualities 2,4] [--variants noise,soft,...] [--threads 2]
+                                                [--steps 600]
 
 Fits every variant to a centre crop of each image (cheap enough to compare many settings on two CPU cores;
 ``--size 0`` fits the whole image)
@@ -84,6 +85,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--qualities", default="2,4")
     parser.add_argument("--variants", default="noise,soft", help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    parser.add_argument("--steps", type=int, default=STEPS, help="step budget of the variants that set none")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 to run two copies side by side)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -94,7 +96,7 @@ def main() -> None:
         for variant in args.variants.split(","):
             overrides = dict(VARIANTS[variant])
             config = OverfitConfig(**overrides.pop("config", {}))
-            preset = Preset(**{"steps": STEPS, **overrides})
+            preset = Preset(**{"steps": args.steps, **overrides})
             points = []  # (bpp, PSNR) of this variant's qualities
             for quality in map(int, args.qualities.split(",")):
                 codec = polycodec.load("image-overfit", quality=quality, preset=preset, config=config)

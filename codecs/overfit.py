@@ -52,9 +52,9 @@ def latent_segments(model: OverfitImageModel, latents: list[Tensor], passes: tup
 
     ``passes``: only those passes (the rate search scores one context MLP at a time)."""
     for plane, coarser in model.coding_order():
+        parents = model.parent_context(None if coarser is None else latents[coarser])
         for pass_ in passes:
-            means, scales, positions = model.level_codes(latents[plane], None if coarser is None else latents[coarser],
-                                                         pass_)
+            means, scales, positions = model.level_codes(latents[plane], parents, pass_)
             values = latents[plane].reshape(-1).index_select(0, positions)
             yield model.entropy.symbols_and_indexes(values, means, scales)
 
@@ -63,8 +63,9 @@ def read_latents(model: OverfitImageModel, decoder: SymbolDecoder) -> list[Tenso
     latents: list[Tensor | None] = [None] * len(model.planes)
     for plane_index, coarser in model.coding_order():
         plane = torch.zeros_like(model.latents[plane_index], dtype=torch.float64)
+        parents = model.parent_context(None if coarser is None else latents[coarser])
         for pass_ in PASSES:
-            means, scales, positions = model.level_codes(plane, None if coarser is None else latents[coarser], pass_)
+            means, scales, positions = model.level_codes(plane, parents, pass_)
             whole, tables = model.entropy.split_codes(means, scales)
             symbols = decoder.read(model.entropy.bank, tables.numpy())
             plane.view(-1).index_copy_(0, positions, torch.from_numpy(symbols).double() + whole)

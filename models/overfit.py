@@ -155,16 +155,10 @@ class FixedPointMLP(nn.Module):
         exponents; the scales 2^ACT_BITS (activations to codes) and 2^-e are folded into the weights, which
         changes no result and saves passes over the activations in the decoder's hot loop.
         """
-        if self.exponents is None:
-            raise RuntimeError("quantize() the context model before coding")
         limit = ACT_LIMIT * 2.0**ACT_BITS
-        values, exponents = self.integer_parameters(), self.exponents
         blocks = [x] if isinstance(x, Tensor) else x
-        for i in range(len(self.layers)):
-            weight, bias = values[2 * i], values[2 * i + 1]
-            weight_exp, bias_exp = exponents[2 * i], exponents[2 * i + 1]
-            # Transposed weights made contiguous: addmm on a transposed view runs about twice as slow.
-            weight_t = (weight.double() * 2.0 ** ((ACT_BITS if i == 0 else 0) - weight_exp)).T.contiguous()
+        layers = self._exact_layers()
+        for i, (weight_t, bias_codes) in enumerate(layers):
             # The first layer's product summed block by block (still exact), then the bias added in place:
             # faster than addmm's broadcast copy of the bias.
             a = torch.mm(blocks[0].double(), weight_t[:blocks[0].shape[1]])
@@ -172,10 +166,27 @@ class FixedPointMLP(nn.Module):
             for block in blocks[1:]:
                 a.addmm_(block.double(), weight_t[start:start + block.shape[1]])
                 start += block.shape[1]
-            bias_codes = bias.double() * 2.0 ** (ACT_BITS - bias_exp)
-            a.add_(bias_codes + 0.5).floor_().clamp_(0 if i < len(self.layers) - 1 else -limit, limit)
+            a.add_(bias_codes).floor_().clamp_(0 if i < len(layers) - 1 else -limit, limit)
             blocks = [a]
         return a
+
+    def _exact_layers(self) -> list[tuple[Tensor, Tensor]]:
+        """Per layer, (transposed weights on the code grid, bias codes + 1/2) as :meth:`exact` multiplies
+        them.  Kept while the weights and exponents stay as they are: a decoder calls :meth:`exact` three
+        times per level and plane, and preparing the weights each time cost about 5 % of a decode."""
+        if self.exponents is None:
+            raise RuntimeError("quantize() the context model before coding")
+        # Tensor versions count in-place changes, so any edit of a weight (quantize, load, copy_) is seen.
+        key = (self.exponents, tuple((t.data_ptr(), t._version) for t in self.tensors()))
+        if getattr(self, "_exact_key", None) != key:
+            values, exponents, layers = self.integer_parameters(), self.exponents, []
+            for i in range(len(self.layers)):
+                weight_exp, bias_exp = exponents[2 * i], exponents[2 * i + 1]
+                # Transposed weights made contiguous: addmm on a transposed view runs about twice as slow.
+                weight_t = (values[2 * i].double() * 2.0 ** ((ACT_BITS if i == 0 else 0) - weight_exp)).T.contiguous()
+                layers.append((weight_t, values[2 * i + 1].double() * 2.0 ** (ACT_BITS - bias_exp) + 0.5))
+            self._exact_key, self._exact_cache = key, layers
+        return self._exact_cache
 
 
 def pass_masks(height: int, width: int) -> dict[str, Tensor]:
@@ -226,30 +237,39 @@ class ContextModel(nn.Module):
         blocks, positions = self.feature_blocks(planes, coarser, pass_)
         return (blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)), positions
 
-    def feature_blocks(self, planes: Tensor, coarser: Tensor | None, pass_: str) -> tuple[list[Tensor], Tensor]:
+    def feature_blocks(self, planes: Tensor, coarser: Tensor | None, pass_: str,
+                       patches: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
         """:meth:`features` as its column blocks ([spatial (P * N, 12)], coarse (P * N, 9)), not joined.
 
         The decoder feeds the blocks to :meth:`FixedPointMLP.exact` as they are: joining them costs more
-        than the first layer's product.
+        than the first layer's product.  ``patches``: :meth:`parent_patches` of ``coarser``, made once for a
+        level's three passes by a caller that runs them in turn (``coarser`` is then not read).
         """
         planes = planes.reshape(-1, *planes.shape[-2:])
         count, height, width = planes.shape
         layout = grid_layout(height, width)
         positions = layout.positions[pass_]
+        if patches is None and coarser is not None:
+            patches = self.parent_patches(coarser)
         # Gathers pick whole rows (dim 1 of (P, rows, k)) and the result is built contiguous as (P, N, k):
         # index_select along a last dimension, or a transposed result fed to the MLP, is several times slower.
-        if coarser is None:
+        if patches is None:
             coarse = planes.new_zeros(count * positions.numel(), COARSE_INPUTS)
         else:
-            patches = F.unfold(coarser.reshape(count, 1, *coarser.shape[-2:]), 3, padding=1)  # 3x3 around parents
-            coarse = rearrange(patches, "p k n -> p n k").contiguous().index_select(1, layout.parents[pass_])
-            coarse = coarse.reshape(-1, COARSE_INPUTS)
+            coarse = patches.index_select(1, layout.parents[pass_]).reshape(-1, COARSE_INPUTS)
         if pass_ not in layout.spatial:
             return [coarse], positions
         index = layout.spatial[pass_]
         padded = F.pad(planes, (PAD, PAD, PAD, PAD)).reshape(count, -1)
         spatial = padded.index_select(1, index.reshape(-1)).reshape(-1, index.shape[1])
         return [spatial, coarse], positions
+
+    @staticmethod
+    def parent_patches(coarser: Tensor) -> Tensor:
+        """Coarser planes (P, h, w) or one as (h, w) -> (P, h * w, 9): the 3x3 around every position, zeros
+        beyond the edges, each position's row contiguous for the gathers of :meth:`feature_blocks`."""
+        coarser = coarser.reshape(-1, 1, *coarser.shape[-2:])
+        return rearrange(F.unfold(coarser, 3, padding=1), "p k n -> p n k").contiguous()
 
     def net(self, pass_: str) -> FixedPointMLP:
         """The MLP of a pass ('anchor', 'diagonal', 'other'), or 'other' for the one the later passes share."""
@@ -501,17 +521,24 @@ class OverfitImageModel(nn.Module):
             mine.load_state_dict(theirs.state_dict())
 
     # -- exact coding path -------------------------------------------------------------------------------
-    def level_codes(self, plane: Tensor, coarser: Tensor | None, pass_: str) -> tuple[Tensor, Tensor, Tensor]:
+    def level_codes(self, plane: Tensor, parents: Tensor | None, pass_: str) -> tuple[Tensor, Tensor, Tensor]:
         """Exact integer (mean, log-scale) codes for one pass of one level, and the flat positions they code.
 
         ``plane`` only needs the positions of the earlier passes filled: that is all the context reads.
+        ``parents``: :meth:`parent_context` of the coarser plane (None at the coarsest level), made once for
+        the level's three passes.
         """
         # Clamping the planes clamps every input gathered from them (zeros pad the border).
         plane = plane.double().clamp(-ACT_LIMIT, ACT_LIMIT)
-        coarser = None if coarser is None else coarser.double().clamp(-ACT_LIMIT, ACT_LIMIT)
-        inputs, positions = self.context.feature_blocks(plane, coarser, pass_)
+        inputs, positions = self.context.feature_blocks(plane, None, pass_, parents)
         codes = self.context.net(pass_).exact(inputs)
         return codes[:, 0], codes[:, 1], positions
+
+    def parent_context(self, coarser: Tensor | None) -> Tensor | None:
+        """A coarser plane (h, w) as every pass of the finer level reads it in :meth:`level_codes`."""
+        if coarser is None:
+            return None
+        return self.context.parent_patches(coarser.double().clamp(-ACT_LIMIT, ACT_LIMIT))
 
     def multiplications_per_pixel(self) -> float:
         """Decoder multiplications per image pixel: synthesis + context MLPs (upsampling excluded)."""

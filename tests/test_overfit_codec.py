@@ -108,6 +108,34 @@ def test_exact_mlp_does_not_depend_on_summation_order():
         assert (mlp(inputs.float()) - whole.float() / 256).abs().max() < 0.05
 
 
+def test_exact_mlp_follows_its_weights_after_they_change():
+    # exact() keeps its prepared weights between calls: a re-quantized or edited weight must still be seen.
+    torch.manual_seed(0)
+    mlp = FixedPointMLP((21, 16, 16, 2))
+    float_weights = [t.detach().clone() for t in mlp.tensors()]
+    inputs = torch.randint(-30 * 256, 30 * 256, (200, 21)).double() / 256
+
+    def fresh(exponents):  # a new MLP with the same float weights: nothing prepared yet
+        other = FixedPointMLP((21, 16, 16, 2))
+        with torch.no_grad():
+            for t, w in zip(other.tensors(), float_weights):
+                t.copy_(w)
+        other.quantize(exponents)
+        return other.exact(inputs)
+
+    mlp.quantize(mlp.uniform_exponents(6))
+    first = mlp.exact(inputs)
+    with torch.no_grad():
+        for t, w in zip(mlp.tensors(), float_weights):
+            t.copy_(w)
+    mlp.quantize(mlp.uniform_exponents(3))
+    coarser = mlp.exact(inputs)
+    assert not torch.equal(first, coarser) and torch.equal(coarser, fresh(mlp.uniform_exponents(3)))
+    with torch.no_grad():
+        mlp.layers[-1].bias.add_(1.0)  # on every bias grid: both output codes move by 256 (far from the limit)
+    assert torch.equal(mlp.exact(inputs) - coarser, torch.full_like(coarser, 256))
+
+
 @pytest.mark.parametrize("pass_, earlier", [("diagonal", ["anchor"]), ("other", ["anchor", "diagonal"])])
 def test_each_pass_reads_only_what_earlier_passes_decoded(pass_, earlier):
     plane = torch.arange(1.0, 1 + 7 * 8).reshape(7, 8)
