@@ -234,23 +234,21 @@ class ContextModel(nn.Module):
         coded (the 'diagonal' pass at anchors, the 'other' pass at anchors and diagonals, or the zero
         border), so a decoder may leave the later passes' positions empty.
         """
-        blocks, positions = self.feature_blocks(planes, coarser, pass_)
+        patches = None if coarser is None else self.parent_patches(coarser)
+        blocks, positions = self.feature_blocks(planes, patches, pass_)
         return (blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)), positions
 
-    def feature_blocks(self, planes: Tensor, coarser: Tensor | None, pass_: str,
-                       patches: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
+    def feature_blocks(self, planes: Tensor, patches: Tensor | None, pass_: str) -> tuple[list[Tensor], Tensor]:
         """:meth:`features` as its column blocks ([spatial (P * N, 12)], coarse (P * N, 9)), not joined.
 
-        The decoder feeds the blocks to :meth:`FixedPointMLP.exact` as they are: joining them costs more
-        than the first layer's product.  ``patches``: :meth:`parent_patches` of ``coarser``, made once for a
-        level's three passes by a caller that runs them in turn (``coarser`` is then not read).
+        ``patches``: :meth:`parent_patches` of the coarser planes, or None at the coarsest level; the
+        decoder makes them once for a level's three passes.  It feeds the blocks to
+        :meth:`FixedPointMLP.exact` as they are: joining them costs more than the first layer's product.
         """
         planes = planes.reshape(-1, *planes.shape[-2:])
         count, height, width = planes.shape
         layout = grid_layout(height, width)
         positions = layout.positions[pass_]
-        if patches is None and coarser is not None:
-            patches = self.parent_patches(coarser)
         # Gathers pick whole rows (dim 1 of (P, rows, k)) and the result is built contiguous as (P, N, k):
         # index_select along a last dimension, or a transposed result fed to the MLP, is several times slower.
         if patches is None:
@@ -530,7 +528,7 @@ class OverfitImageModel(nn.Module):
         """
         # Clamping the planes clamps every input gathered from them (zeros pad the border).
         plane = plane.double().clamp(-ACT_LIMIT, ACT_LIMIT)
-        inputs, positions = self.context.feature_blocks(plane, None, pass_, parents)
+        inputs, positions = self.context.feature_blocks(plane, parents, pass_)
         codes = self.context.net(pass_).exact(inputs)
         return codes[:, 0], codes[:, 1], positions
 
