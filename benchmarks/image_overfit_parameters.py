@@ -1,5 +1,5 @@
 """The overfitted codec's network parameters in the stream: one grid per network against one grid per tensor
-(stream version 3), on the same fits.  (Version 2 had one grid per network, but one for both context MLPs.)
+(stream version 3 and later), on the same fits.  (Version 2 had one grid per network, but one for both context MLPs.)
 
     python benchmarks/image_overfit_parameters.py [--images baboon.jpg,butterfly.jpg] [--qualities 1,3]
                                                   [--steps 600] [--size 0] [--threads 1]

@@ -52,6 +52,7 @@ VARIANTS = {  # name -> Preset overrides (and OverfitConfig overrides under "con
     "synthesis-16-context-8": dict(config=dict(synthesis_width=16, context_hidden=8)),
     "synthesis-32-context-8": dict(config=dict(synthesis_width=32, context_hidden=8)),
     "synthesis-32-context-16": dict(config=dict(synthesis_width=32, context_hidden=16)),
+    "chroma-full": dict(config=dict(chroma_from_level=0)),  # chroma planes at full resolution too
 }
 
 

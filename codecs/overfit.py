@@ -3,10 +3,11 @@
     image (C, H, W) --fit (training.overfit)--> latents + context MLPs + synthesis (float)
       --quantize: each network tensor on its own 2^-e grid (e chosen by rate-distortion)
       --> .pcdc: header (size, channels, tables sha256)
-                 PARAMS (model shape, then per network tensor its exponent e and its table bucket)
-                 DATA   (one ANS stream: context weights, synthesis weights, then the latents coarsest
-                         first, each level in three passes (anchors, diagonals, others), each symbol
-                         with the MeanScaleLaplace table its context chose)
+                 PARAMS (model shape, then per network tensor its exponent e, then per coded tensor its
+                         table bucket)
+                 DATA   (one ANS stream: context weights, the per-plane scale shifts, synthesis weights,
+                         then the latents coarsest first, each level in three passes (anchors, diagonals,
+                         others), each symbol with the MeanScaleLaplace table its context chose)
 
 Only the integer tables (``codecs/weights/overfit-laplace-v1.safetensors``) ship with the library; there
 are no trained weights.  ``quality`` maps to the rate-distortion trade-off lambda; ``preset`` to the fitting
@@ -28,7 +29,7 @@ from ..bitstream import FormatError, MediaInfo, Modality, PayloadReader, Payload
 from ..entropy import SymbolDecoder, SymbolEncoder
 from ..entropy.mean_scale import FRACTIONS, NUM_SCALES, MeanScaleLaplace
 from ..models.exact import ACT_BITS
-from ..models.overfit import PASSES, FixedPointMLP, OverfitConfig, OverfitImageModel
+from ..models.overfit import MAX_SHIFT, NETS, PASSES, FixedPointMLP, OverfitConfig, OverfitImageModel, net_name
 from ..runtime import retain_freed_memory
 from ..training.overfit import PRESETS, Preset, Progress, fit
 from .base import StreamCodec, register_codec, sha256_file
@@ -52,11 +53,17 @@ def latent_segments(model: OverfitImageModel, latents: list[Tensor], passes: tup
 
     ``passes``: only those passes (the rate search scores one context MLP at a time)."""
     for plane, coarser in model.coding_order():
-        parents = model.parent_context(None if coarser is None else latents[coarser])
-        for pass_ in passes:
-            means, scales, positions = model.level_codes(latents[plane], parents, pass_)
-            values = latents[plane].reshape(-1).index_select(0, positions)
-            yield model.entropy.symbols_and_indexes(values, means, scales)
+        yield from plane_segments(model, latents, plane, coarser, passes)
+
+
+def plane_segments(model: OverfitImageModel, latents: list[Tensor], plane: int, coarser: int | None,
+                   passes: tuple[str, ...] = PASSES):
+    """Yield (symbols, table indexes) of one plane's passes; ``coarser``: its context's plane or None."""
+    parents = model.parent_context(None if coarser is None else latents[coarser])
+    for pass_ in passes:
+        means, scales, positions = model.level_codes(plane, latents[plane], parents, pass_)
+        values = latents[plane].reshape(-1).index_select(0, positions)
+        yield model.entropy.symbols_and_indexes(values, means, scales)
 
 
 def read_latents(model: OverfitImageModel, decoder: SymbolDecoder) -> list[Tensor]:
@@ -65,7 +72,7 @@ def read_latents(model: OverfitImageModel, decoder: SymbolDecoder) -> list[Tenso
         plane = torch.zeros_like(model.latents[plane_index], dtype=torch.float64)
         parents = model.parent_context(None if coarser is None else latents[coarser])
         for pass_ in PASSES:
-            means, scales, positions = model.level_codes(plane, parents, pass_)
+            means, scales, positions = model.level_codes(plane_index, plane, parents, pass_)
             whole, tables = model.entropy.split_codes(means, scales)
             symbols = decoder.read(model.entropy.bank, tables.numpy())
             plane.view(-1).index_copy_(0, positions, torch.from_numpy(symbols).double() + whole)
@@ -107,6 +114,37 @@ def context_nets(model: OverfitImageModel) -> tuple[tuple[FixedPointMLP, tuple[s
 
 def context_ints(model: OverfitImageModel) -> list[np.ndarray]:
     return [t.reshape(-1).numpy() for net, _ in context_nets(model) for t in net.integer_parameters()]
+
+
+def shift_ints(model: OverfitImageModel) -> np.ndarray:
+    """The per-plane scale shifts as the stream carries them: whole buckets, plane-major."""
+    return model.shift_buckets().reshape(-1).numpy()
+
+
+def plane_bits(model: OverfitImageModel, latents: list[Tensor], index: int, passes: tuple[str, ...]) -> float:
+    """Code length of one plane's latents in the given passes, under the exact context (and its shift)."""
+    segments = plane_segments(model, latents, index, dict(model.coding_order())[index], passes)
+    return sum(model.entropy.bank.information_bits(symbols, indexes) for symbols, indexes in segments)
+
+
+@torch.no_grad()
+def choose_scale_shifts(model: OverfitImageModel, latents: list[Tensor]) -> None:
+    """Round the fitted scale shifts onto whole buckets, then walk each (plane, MLP) shift to the fewest
+    latent bits under the quantized context MLPs, which moved the tables a little from the float fit's."""
+    model.quantize_scale_shifts()
+    buckets = model.shift_buckets()
+    for index in range(len(model.planes)):
+        for column, net in enumerate(NETS):
+            passes = tuple(p for p in PASSES if net_name(p) == net)
+
+            def cost(shift: list[int]) -> float:
+                buckets[index, column] = shift[0]
+                model.load_shift_buckets(buckets)
+                return plane_bits(model, latents, index, passes)
+
+            best = coordinate_descent([int(buckets[index, column])], [range(-MAX_SHIFT, MAX_SHIFT + 1)], cost)
+            buckets[index, column] = best[0]
+            model.load_shift_buckets(buckets)
 
 
 def context_exponents(model: OverfitImageModel) -> list[int]:
@@ -187,6 +225,7 @@ def quantize_networks(model: OverfitImageModel, image: Tensor, lam: float,
     """
     latents = model.quantized_latents("round")
     bank = model.entropy.bank
+    model.quantize_scale_shifts()  # whole buckets from the start: the context search sees the coded tables
     context = []
     for net, passes in context_nets(model):
         float_tensors = [t.detach().clone() for t in net.tensors()]
@@ -201,6 +240,7 @@ def quantize_networks(model: OverfitImageModel, image: Tensor, lam: float,
         best = coordinate_descent(start, choices, context_rate) if per_tensor else start
         _quantize_context_net(net, float_tensors, best)
         context += best
+    choose_scale_shifts(model, latents)
 
     float_synthesis = [p.detach().clone() for p in model.synthesis.parameters()]
 
@@ -221,8 +261,9 @@ def quantize_networks(model: OverfitImageModel, image: Tensor, lam: float,
 class OverfitImageCodec(StreamCodec):
     name = "image-overfit"
     modality = Modality.IMAGE
-    # 2: three context passes per level (anchors, diagonals, others); 3: one grid per network tensor
-    version = 3
+    # 2: three context passes per level (anchors, diagonals, others); 3: one grid per network tensor;
+    # 4: per-plane scale shifts of the context MLPs
+    version = 4
     fits_per_input = True
 
     def __init__(self, quality: int = 3, preset: str | Preset = "fast", steps: int | None = None,
@@ -288,7 +329,7 @@ class OverfitImageCodec(StreamCodec):
 
     def _write(self, model: OverfitImageModel, synthesis_exponents: list[int]) -> bytes:
         exponents = context_exponents(model) + list(synthesis_exponents)
-        ints = context_ints(model) + synthesis_ints(model, synthesis_exponents)
+        ints = context_ints(model) + [shift_ints(model)] + synthesis_ints(model, synthesis_exponents)
         tables = parameter_tables(model, ints)
         encoder = SymbolEncoder()
         for values, bucket in zip(ints, tables):
@@ -305,7 +346,7 @@ class OverfitImageCodec(StreamCodec):
     # -- decoding --------------------------------------------------------------------------------------
     @property
     def readable_versions(self) -> tuple[int, ...]:
-        return (2, 3)
+        return (2, 3, 4)
 
     def decode(self, data: bytes | list[bytes]) -> Tensor | list[Tensor]:
         """Bytes of one stream -> (C, H, W) in [0, 1] on the 8-bit grid; a list of streams -> a list."""
@@ -316,7 +357,7 @@ class OverfitImageCodec(StreamCodec):
         model, exponents, tables = self._read_params(params, header.media, header.codec_version)
         decoder = SymbolDecoder(payload)
         with torch.no_grad():
-            self._read_networks(model, decoder, exponents, tables)
+            self._read_networks(model, decoder, exponents, tables, header.codec_version)
             latents = read_latents(model, decoder)
             decoder.finish()
             image = model.synthesize(latents)[0].clamp(0, 1)
@@ -326,9 +367,11 @@ class OverfitImageCodec(StreamCodec):
                      version: int) -> tuple[OverfitImageModel, list[int], np.ndarray]:
         """PARAMS -> (model of the stream's shape, one exponent per network tensor, one table per tensor).
 
-        Version 3: levels, synthesis width, context width, chroma level (varints), then per tensor its
-        exponent and its table bucket (u8 arrays).  Version 2: the same shape fields, then one context weight
-        exponent and one synthesis exponent (varints), then the table buckets.
+        Version 3: levels, synthesis width, context width, chroma level (varints), then per network tensor its
+        exponent and per coded tensor its table bucket (u8 arrays).  Version 4: the same; the scale shifts
+        are one more coded tensor (a table bucket, no exponent).  Version 2: the same shape fields, then one
+        context weight exponent and one synthesis exponent (varints), then the table buckets.  Versions 2
+        and 3 have no shifts (all zero).
         """
         p = PayloadReader(payload, "image-overfit params")
         levels, width, hidden = p.uint(MAX_LEVELS), p.uint(MAX_WIDTH), p.uint(MAX_WIDTH)
@@ -357,7 +400,7 @@ class OverfitImageCodec(StreamCodec):
                 except ValueError as exc:
                     raise FormatError(f"image-overfit params: {exc}") from None
                 start += len(net.tensors())
-        tables = p.u8_array(count).astype(np.int64)
+        tables = p.u8_array(count + (version >= 4)).astype(np.int64)
         p.done()
         if tables.max(initial=0) >= NUM_SCALES:
             raise FormatError("image-overfit params: table bucket out of range")
@@ -366,7 +409,7 @@ class OverfitImageCodec(StreamCodec):
 
     @staticmethod
     def _read_networks(model: OverfitImageModel, decoder: SymbolDecoder, exponents: list[int],
-                       tables: np.ndarray) -> None:
+                       tables: np.ndarray, version: int) -> None:
         bank, tables, exponents = model.entropy.bank, iter(tables), iter(exponents)
 
         def read(count: int) -> np.ndarray:
@@ -377,6 +420,11 @@ class OverfitImageCodec(StreamCodec):
             values = [torch.from_numpy(read(t.numel())) for t in tensors]
             try:
                 net.load_integer_parameters(values, [next(exponents) for _ in tensors])
+            except ValueError as exc:
+                raise FormatError(f"image-overfit context model: {exc}") from None
+        if version >= 4:
+            try:
+                model.load_shift_buckets(torch.from_numpy(read(model.scale_shifts.numel())))
             except ValueError as exc:
                 raise FormatError(f"image-overfit context model: {exc}") from None
         synthesis = list(model.synthesis.parameters())

@@ -16,14 +16,17 @@ CVPR 2024).  Nothing here is trained on a data set: every parameter is optimised
       diagonals (i, j odd):   the 12 anchors at odd offsets within 7x7 (corners out) + the 9    21 inputs
       others    (i + j odd):  the 12 anchors and diagonals within 5x5 + the same 9 inputs       21 inputs
       -> fixed-point MLP (inputs -> hidden -> hidden -> 2), one for anchors and one shared by the
-         diagonal and other passes -> integer (mean, log-scale) codes -> MeanScaleLaplace table -> ANS
+         diagonal and other passes -> integer (mean, log-scale) codes, the log-scale shifted by a whole
+         number of scale buckets per plane and MLP -> MeanScaleLaplace table -> ANS
 
 Why passes instead of Cool-chic's raster-scan context: each pass is one vectorised step, so a decoder
 written in Python makes 3L passes over whole grids instead of H * W sequential steps.  Three rather than a
 two-pass checkerboard: anchors, with no neighbour of their own level, cost about twice the bits of the
 others, and the diagonal pass gives half of them spatial context.  The context
 MLPs run in exact integer arithmetic (weights on a 2^-b grid, activations on a 1/256 grid, sums exact in
-float64), so the tables a decoder picks cannot depend on the machine.  The synthesis runs in float: it does
+float64), so the tables a decoder picks cannot depend on the machine.  The per-plane scale shifts (stream
+version 4) tell the shared MLPs which plane they serve: an anchor sees only the coarser plane, so without
+them a plane that rounded to all zeros under a busy coarser one still paid for its anchors.  The synthesis runs in float: it does
 not choose tables, so float noise there can only move a decoded pixel, never desynchronise the stream.
 """
 
@@ -38,7 +41,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..entropy.mean_scale import MeanScaleLaplace
+from ..entropy.mean_scale import CODE_ONE, NUM_SCALES, SCALE_CODE_STEP, MeanScaleLaplace
 from .exact import ACT_BITS, ACT_LIMIT, round_ste, to_grid
 from .parity import PARITIES, coarse_preactivation, parity_subgrids, spatial_preactivation, valid_positions
 
@@ -271,10 +274,19 @@ class ContextModel(nn.Module):
 
     def net(self, pass_: str) -> FixedPointMLP:
         """The MLP of a pass ('anchor', 'diagonal', 'other'), or 'other' for the one the later passes share."""
-        return self.anchor if pass_ == "anchor" else self.other
+        return self.anchor if net_name(pass_) == "anchor" else self.other
 
 
 PASSES = ("anchor", "diagonal", "other")
+NETS = ("anchor", "other")  # the context MLPs, in stream order
+# Scale shifts are whole buckets: adding one to a log-scale code moves the table choice by exactly that many.
+SHIFT_STEP = SCALE_CODE_STEP / CODE_ONE  # one bucket in nats (28/256, exact in float32)
+MAX_SHIFT = NUM_SCALES  # buckets: beyond the table range either way there is nothing left to move
+
+
+def net_name(pass_: str) -> str:
+    """The context MLP that serves a pass: 'anchor', or 'other' for the diagonal and other passes."""
+    return "anchor" if pass_ == "anchor" else "other"
 
 
 class Synthesis(nn.Module):
@@ -350,6 +362,9 @@ class OverfitImageModel(nn.Module):
                        for c in (colour if level >= config.chroma_from_level else range(1))]
         self.latents = nn.ParameterList(nn.Parameter(torch.zeros(self.shapes[level])) for level, _ in self.planes)
         self.context = ContextModel(config.context_hidden)
+        # Per plane and context MLP (column order of NETS), added to the MLP's log-scale: in nats while
+        # fitting, then whole buckets of SHIFT_STEP (:meth:`quantize_scale_shifts`), which the stream carries.
+        self.scale_shifts = nn.Parameter(torch.zeros(len(self.planes), len(NETS)))
         self.synthesis = Synthesis(len(self.planes), config.synthesis_width, channels)
         self.entropy = MeanScaleLaplace()
 
@@ -410,14 +425,17 @@ class OverfitImageModel(nn.Module):
         neighbourhoods: the same sums, without building a (latents, 21) input matrix and scattering its
         gradient back.  The rest of each MLP runs once over every level and pass it serves.
         """
-        rows: dict[str, list[Tensor]] = {"anchor": [], "other": []}
-        values: dict[str, list[Tensor]] = {"anchor": [], "other": []}
-        valid: dict[str, list[Tensor]] = {"anchor": [], "other": []}
+        rows: dict[str, list[Tensor]] = {name: [] for name in NETS}
+        values: dict[str, list[Tensor]] = {name: [] for name in NETS}
+        valid: dict[str, list[Tensor]] = {name: [] for name in NETS}
+        shifts: dict[str, list[Tensor]] = {name: [] for name in NETS}
         for level, coarser_level in self.level_groups():
             planes = torch.stack([latents[i] for i in level])  # (P, H, W)
             coarser = None if coarser_level is None else torch.stack([latents[i] for i in coarser_level])
             subgrids = parity_subgrids(planes)
+            per_plane = subgrids.shape[-2] * subgrids.shape[-1]
             for name, passes in (("anchor", ("anchor",)), ("other", ("diagonal", "row", "column"))):
+                shift = self.scale_shifts[torch.tensor(level), NETS.index(name)].repeat_interleave(per_plane)
                 first = self.context.net(name).layers[0]
                 spatial = first.in_features - COARSE_INPUTS
                 base = first.bias[None, :, None, None]
@@ -432,14 +450,19 @@ class OverfitImageModel(nn.Module):
                     rows[name].append(rearrange(pre, "p c h w -> (p h w) c"))
                     values[name].append(subgrids[:, 2 * parity[0] + parity[1]].reshape(-1))
                     valid[name].append(valid_positions(*planes.shape[-2:], parity).repeat(len(level)))
+                    shifts[name].append(shift)
         bits = latents[0].new_zeros(())
-        for name in ("anchor", "other"):
+        for name in NETS:
             pre, value, inside = torch.cat(rows[name]), torch.cat(values[name]), torch.cat(valid[name])
+            shift = torch.cat(shifts[name])
             if not bool(inside.all()):  # odd sizes: drop the padding's positions, which are not latents
                 inside = inside.to(pre.device)
-                pre, value = pre[inside], value[inside]
+                pre, value, shift = pre[inside], value[inside], shift[inside]
             out = self.context.net(name).after_first_layer(pre)
-            likelihood = self.entropy(value, out[:, 0], torch.exp(out[:, 1]))
+            # Clamped to the tables' range before exp, as the entropy model would clamp the scale after it:
+            # the same likelihood, but a log-scale pushed far out cannot overflow to inf * 0 = nan gradients.
+            log_scale = (out[:, 1] + shift).clamp(math.log(self.entropy.min_scale), math.log(self.entropy.max_scale))
+            likelihood = self.entropy(value, out[:, 0], torch.exp(log_scale))
             bits = bits - torch.log2(likelihood).sum()
         return bits
 
@@ -501,13 +524,15 @@ class OverfitImageModel(nn.Module):
 
         Its level l becomes this model's level l + 1 (the grid sizes agree: ceil(ceil(H/2) / 2^l)); the
         networks are copied, and the new full-resolution plane starts at zero with zero weight in the
-        synthesis, so this model starts out drawing the half-size fit upsampled once more.
+        synthesis, so this model starts out drawing the half-size fit upsampled once more.  Planes keep
+        their scale shifts; the new one starts at zero.
         """
         index = {plane: i for i, plane in enumerate(self.planes)}
         if [(level + 1, c) for level, c in half.planes] != [p for p in self.planes if p[0] > 0]:
             raise ValueError("the half-resolution model's planes do not match this model's coarser planes")
         for j, (level, c) in enumerate(half.planes):
             self.latents[index[(level + 1, c)]].copy_(half.latents[j])
+            self.scale_shifts[index[(level + 1, c)]] = half.scale_shifts[j]
         self.context.load_state_dict(half.context.state_dict())
         coarse = [i for i, (level, _) in enumerate(self.planes) if level > 0]
         mix = self.synthesis.mix
@@ -519,18 +544,37 @@ class OverfitImageModel(nn.Module):
             mine.load_state_dict(theirs.state_dict())
 
     # -- exact coding path -------------------------------------------------------------------------------
-    def level_codes(self, plane: Tensor, parents: Tensor | None, pass_: str) -> tuple[Tensor, Tensor, Tensor]:
-        """Exact integer (mean, log-scale) codes for one pass of one level, and the flat positions they code.
+    @torch.no_grad()
+    def quantize_scale_shifts(self) -> None:
+        """Round the scale shifts onto whole buckets within +-MAX_SHIFT, in place (before coding)."""
+        self.scale_shifts.copy_(torch.round(self.scale_shifts / SHIFT_STEP).clamp(-MAX_SHIFT, MAX_SHIFT) * SHIFT_STEP)
+
+    def shift_buckets(self) -> Tensor:
+        """(planes, NETS) int64: the scale shifts in whole buckets, as the stream carries them."""
+        return torch.round(self.scale_shifts.detach().double() / SHIFT_STEP).to(torch.int64)
+
+    @torch.no_grad()
+    def load_shift_buckets(self, buckets: Tensor) -> None:
+        """Adopt shifts read from a stream ((planes, NETS) integers); ValueError beyond +-MAX_SHIFT."""
+        if buckets.numel() and int(buckets.abs().max()) > MAX_SHIFT:
+            raise ValueError(f"a scale shift lies beyond +-{MAX_SHIFT} buckets")
+        self.scale_shifts.copy_(buckets.reshape(self.scale_shifts.shape).double() * SHIFT_STEP)
+
+    def level_codes(self, index: int, plane: Tensor, parents: Tensor | None,
+                    pass_: str) -> tuple[Tensor, Tensor, Tensor]:
+        """Exact integer (mean, log-scale) codes for one pass of plane ``index``, and the flat positions they
+        code.
 
         ``plane`` only needs the positions of the earlier passes filled: that is all the context reads.
         ``parents``: :meth:`parent_context` of the coarser plane (None at the coarsest level), made once for
-        the level's three passes.
+        the level's three passes.  The plane's scale shift (whole buckets) is added to the log-scale codes.
         """
         # Clamping the planes clamps every input gathered from them (zeros pad the border).
         plane = plane.double().clamp(-ACT_LIMIT, ACT_LIMIT)
         inputs, positions = self.context.feature_blocks(plane, parents, pass_)
         codes = self.context.net(pass_).exact(inputs)
-        return codes[:, 0], codes[:, 1], positions
+        shift = int(self.shift_buckets()[index, NETS.index(net_name(pass_))]) * SCALE_CODE_STEP
+        return codes[:, 0], codes[:, 1] + shift, positions
 
     def parent_context(self, coarser: Tensor | None) -> Tensor | None:
         """A coarser plane (h, w) as every pass of the finer level reads it in :meth:`level_codes`."""

@@ -14,9 +14,9 @@ from PIL import Image
 import polycodec
 from polycodec.bitstream import BitstreamError, FormatError, ModelMismatchError
 from polycodec.bitstream import MediaInfo, PayloadWriter
-from polycodec.codecs.overfit import (LAMBDAS, OverfitImageCodec, context_ints, coordinate_descent,
-                                      latent_segments, parameter_bits, quantize_networks, read_latents,
-                                      synthesis_ints)
+from polycodec.codecs.overfit import (LAMBDAS, OverfitImageCodec, choose_scale_shifts, context_ints,
+                                      coordinate_descent, latent_segments, parameter_bits, plane_bits,
+                                      quantize_networks, read_latents, synthesis_ints)
 from polycodec.entropy import SymbolDecoder, SymbolEncoder
 from polycodec.entropy.mean_scale import FRACTIONS, MeanScaleLaplace
 from polycodec.evaluation.runner import resolve_codecs
@@ -308,6 +308,57 @@ def test_forged_context_weights_are_refused():
         ints.load_integer_parameters(values, ints.uniform_exponents(4))
 
 
+def quantized_context(model: OverfitImageModel) -> None:
+    for net in (model.context.anchor, model.context.other):
+        net.quantize(net.uniform_exponents(8))
+
+
+def test_a_scale_shift_moves_every_table_of_its_plane_by_whole_buckets():
+    model = OverfitImageModel(OverfitConfig(levels=3), 16, 16)
+    quantized_context(model)
+    torch.manual_seed(0)
+    latents = [torch.round(3 * torch.randn_like(y)) for y in model.latents]
+    index, coarser = model.coding_order()[-1]  # the full-resolution plane
+    parents = model.parent_context(latents[coarser])
+    before = {p: model.level_codes(index, latents[index], parents, p) for p in PASSES}
+    other = model.coding_order()[0][0]  # the coarsest plane, whose shifts stay zero
+    other_before = model.level_codes(other, latents[other], None, "anchor")[1]
+    buckets = torch.zeros_like(model.shift_buckets())
+    buckets[index] = torch.tensor([-5, 3])  # anchor MLP, then the MLP of the later passes
+    model.load_shift_buckets(buckets)
+    for pass_, shift in (("anchor", -5), ("diagonal", 3), ("other", 3)):
+        means, scales, positions = model.level_codes(index, latents[index], parents, pass_)
+        assert torch.equal(means, before[pass_][0]) and torch.equal(positions, before[pass_][2])
+        assert torch.equal(scales, before[pass_][1] + 28 * shift)
+    assert torch.equal(model.level_codes(other, latents[other], None, "anchor")[1], other_before)
+
+
+def test_a_plane_of_zeros_under_a_busy_coarser_plane_costs_almost_nothing_once_shifted():
+    # The anchors see only the coarser plane, which is busy: without a shift the shared MLP gives them the
+    # scale it gives every plane.  The search must find the narrowest tables for this one.
+    model = OverfitImageModel(OverfitConfig(levels=3), 32, 32, channels=1)
+    model.entropy.load_state_dict(OverfitImageCodec().entropy.state_dict())
+    quantized_context(model)
+    torch.manual_seed(0)
+    latents = [torch.round(4 * torch.randn_like(y)) for y in model.latents]
+    index = model.coding_order()[-1][0]
+    latents[index].zero_()
+    unshifted = plane_bits(model, latents, index, PASSES)
+    choose_scale_shifts(model, latents)
+    assert unshifted > 0.5 * latents[index].numel()  # the test means something: zeros were costly
+    assert plane_bits(model, latents, index, PASSES) < 0.01 * unshifted
+    assert int(model.shift_buckets()[index].max()) < 0
+
+
+def test_forged_scale_shifts_are_refused(coded, monkeypatch):
+    codec, _, model, _ = coded
+    forged = np.full(model.scale_shifts.numel(), 10**4)
+    monkeypatch.setattr("polycodec.codecs.overfit.shift_ints", lambda _: forged)
+    data = codec._write(model, [8] * len(list(model.synthesis.parameters())))
+    with pytest.raises(FormatError, match="scale shift"):
+        codec.decode(data)
+
+
 def test_bad_options():
     with pytest.raises(ValueError):
         OverfitImageCodec(quality=9)
@@ -391,7 +442,7 @@ def test_soft_round_goes_from_identity_to_rounding():
         assert torch.allclose(around_half, torch.tensor([0.5, 0.5]), atol=1e-3)
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 def test_a_stream_from_the_first_release_of_each_version_decodes_as_it_did(version):
     # tests/data/overfit-v<N>.pcdc was written (24x40 photo(), quality 4, 40 steps) by the first release of
     # stream version N, and overfit-v<N>.png is what that release decoded from it.  A decoder change that
