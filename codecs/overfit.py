@@ -29,7 +29,7 @@ from ..bitstream import FormatError, MediaInfo, Modality, PayloadReader, Payload
 from ..entropy import SymbolDecoder, SymbolEncoder
 from ..entropy.mean_scale import FRACTIONS, NUM_SCALES, MeanScaleLaplace
 from ..models.exact import ACT_BITS
-from ..models.overfit import MAX_SHIFT, NETS, PASSES, FixedPointMLP, OverfitConfig, OverfitImageModel, net_name
+from ..models.overfit import MAX_SHIFT, PASSES, FixedPointMLP, OverfitConfig, OverfitImageModel
 from ..runtime import retain_freed_memory
 from ..training.overfit import PRESETS, Preset, Progress, fit
 from .base import StreamCodec, register_codec, sha256_file
@@ -134,8 +134,7 @@ def choose_scale_shifts(model: OverfitImageModel, latents: list[Tensor]) -> None
     model.quantize_scale_shifts()
     buckets = model.shift_buckets()
     for index in range(len(model.planes)):
-        for column, net in enumerate(NETS):
-            passes = tuple(p for p in PASSES if net_name(p) == net)
+        for column, (_, passes) in enumerate(context_nets(model)):  # the shifts' columns: stream order
 
             def cost(shift: list[int]) -> float:
                 buckets[index, column] = shift[0]
