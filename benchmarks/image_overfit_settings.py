@@ -53,6 +53,8 @@ VARIANTS = {  # name -> Preset overrides (and OverfitConfig overrides under "con
     "synthesis-32-context-8": dict(config=dict(synthesis_width=32, context_hidden=8)),
     "synthesis-32-context-16": dict(config=dict(synthesis_width=32, context_hidden=16)),
     "chroma-full": dict(config=dict(chroma_from_level=0)),  # chroma planes at full resolution too
+    "whole-anchors": dict(config=dict(split_anchors=False)),  # the anchors in one pass (stream versions 2 to 4)
+    "split-anchors": dict(split_anchors_min_lambda=0.0),  # the anchors in two passes at every quality
 }
 
 

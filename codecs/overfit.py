@@ -3,11 +3,12 @@
     image (C, H, W) --fit (training.overfit)--> latents + context MLPs + synthesis (float)
       --quantize: each network tensor on its own 2^-e grid (e chosen by rate-distortion)
       --> .pcdc: header (size, channels, tables sha256)
-                 PARAMS (model shape, then per network tensor its exponent e, then per coded tensor its
-                         table bucket)
+                 PARAMS (model shape and anchor layout, then per network tensor its exponent e, then per
+                         coded tensor its table bucket)
                  DATA   (one ANS stream: context weights, the per-plane scale shifts, synthesis weights,
                          then the latents coarsest first, each level in three passes (anchors, diagonals,
-                         others), each symbol with the MeanScaleLaplace table its context chose)
+                         others) or, the anchors split, four; each symbol with the MeanScaleLaplace table
+                         its context chose)
 
 Only the integer tables (``codecs/weights/overfit-laplace-v1.safetensors``) ship with the library; there
 are no trained weights.  ``quality`` maps to the rate-distortion trade-off lambda; ``preset`` to the fitting
@@ -29,7 +30,7 @@ from ..bitstream import FormatError, MediaInfo, Modality, PayloadReader, Payload
 from ..entropy import SymbolDecoder, SymbolEncoder
 from ..entropy.mean_scale import FRACTIONS, NUM_SCALES, MeanScaleLaplace
 from ..models.exact import ACT_BITS
-from ..models.overfit import MAX_SHIFT, PASSES, FixedPointMLP, OverfitConfig, OverfitImageModel
+from ..models.overfit import NETS, MAX_SHIFT, FixedPointMLP, OverfitConfig, OverfitImageModel, net_name
 from ..runtime import retain_freed_memory
 from ..training.overfit import PRESETS, Preset, Progress, fit
 from .base import StreamCodec, register_codec, sha256_file
@@ -48,19 +49,20 @@ def build_tables() -> MeanScaleLaplace:
 
 
 # -- latents -----------------------------------------------------------------------------------------------
-def latent_segments(model: OverfitImageModel, latents: list[Tensor], passes: tuple[str, ...] = PASSES):
+def latent_segments(model: OverfitImageModel, latents: list[Tensor], passes: tuple[str, ...] | None = None):
     """Yield (symbols, table indexes) of every coding pass, in stream order: coarsest level first.
 
-    ``passes``: only those passes (the rate search scores one context MLP at a time)."""
+    ``passes``: only those of the model's passes (the rate search scores one context MLP at a time)."""
     for plane, coarser in model.coding_order():
         yield from plane_segments(model, latents, plane, coarser, passes)
 
 
 def plane_segments(model: OverfitImageModel, latents: list[Tensor], plane: int, coarser: int | None,
-                   passes: tuple[str, ...] = PASSES):
-    """Yield (symbols, table indexes) of one plane's passes; ``coarser``: its context's plane or None."""
+                   passes: tuple[str, ...] | None = None):
+    """Yield (symbols, table indexes) of one plane's passes (all of them if None); ``coarser``: its
+    context's plane or None."""
     parents = model.parent_context(None if coarser is None else latents[coarser])
-    for pass_ in passes:
+    for pass_ in model.config.passes if passes is None else passes:
         means, scales, positions = model.level_codes(plane, latents[plane], parents, pass_)
         values = latents[plane].reshape(-1).index_select(0, positions)
         yield model.entropy.symbols_and_indexes(values, means, scales)
@@ -71,7 +73,7 @@ def read_latents(model: OverfitImageModel, decoder: SymbolDecoder) -> list[Tenso
     for plane_index, coarser in model.coding_order():
         plane = torch.zeros_like(model.latents[plane_index], dtype=torch.float64)
         parents = model.parent_context(None if coarser is None else latents[coarser])
-        for pass_ in PASSES:
+        for pass_ in model.config.passes:
             means, scales, positions = model.level_codes(plane_index, plane, parents, pass_)
             whole, tables = model.entropy.split_codes(means, scales)
             symbols = decoder.read(model.entropy.bank, tables.numpy())
@@ -109,7 +111,8 @@ def _best_bucket(model: OverfitImageModel, values: np.ndarray) -> tuple[int, flo
 
 def context_nets(model: OverfitImageModel) -> tuple[tuple[FixedPointMLP, tuple[str, ...]], ...]:
     """The context MLPs in stream order, each with the passes it chooses the tables of."""
-    return (model.context.anchor, ("anchor",)), (model.context.other, ("diagonal", "other"))
+    return tuple((model.context.net(name), tuple(p for p in model.config.passes if net_name(p) == name))
+                 for name in NETS)
 
 
 def context_ints(model: OverfitImageModel) -> list[np.ndarray]:
@@ -261,8 +264,8 @@ class OverfitImageCodec(StreamCodec):
     name = "image-overfit"
     modality = Modality.IMAGE
     # 2: three context passes per level (anchors, diagonals, others); 3: one grid per network tensor;
-    # 4: per-plane scale shifts of the context MLPs
-    version = 4
+    # 4: per-plane scale shifts of the context MLPs; 5: the anchors in two passes, or one (a PARAMS flag)
+    version = 5
     fits_per_input = True
 
     def __init__(self, quality: int = 3, preset: str | Preset = "fast", steps: int | None = None,
@@ -338,14 +341,15 @@ class OverfitImageCodec(StreamCodec):
                 encoder.add(model.entropy.bank, symbols, indexes)
         config = model.config
         params = (PayloadWriter().uint(config.levels).uint(config.synthesis_width).uint(config.context_hidden)
-                  .uint(config.chroma_from_level).u8_array(np.array(exponents)).u8_array(np.array(tables)))
+                  .uint(config.chroma_from_level).uint(int(config.split_anchors))
+                  .u8_array(np.array(exponents)).u8_array(np.array(tables)))
         return write_image_stream(self, model.width, model.height, model.channels, params.to_bytes(),
                                   encoder.finish())
 
     # -- decoding --------------------------------------------------------------------------------------
     @property
     def readable_versions(self) -> tuple[int, ...]:
-        return (2, 3, 4)
+        return (2, 3, 4, 5)
 
     def decode(self, data: bytes | list[bytes]) -> Tensor | list[Tensor]:
         """Bytes of one stream -> (C, H, W) in [0, 1] on the 8-bit grid; a list of streams -> a list."""
@@ -375,10 +379,11 @@ class OverfitImageCodec(StreamCodec):
         p = PayloadReader(payload, "image-overfit params")
         levels, width, hidden = p.uint(MAX_LEVELS), p.uint(MAX_WIDTH), p.uint(MAX_WIDTH)
         chroma_from = p.uint(MAX_LEVELS)
+        split_anchors = bool(p.uint(1)) if version >= 5 else False
         if min(levels, width, hidden) < 1:
             raise FormatError("image-overfit params: zero-sized model")
-        model = OverfitImageModel(OverfitConfig(levels, width, hidden, chroma_from), media.height, media.width,
-                                  media.channels)
+        model = OverfitImageModel(OverfitConfig(levels, width, hidden, chroma_from, split_anchors), media.height,
+                                  media.width, media.channels)
         nets = [net for net, _ in context_nets(model)]
         synthesis_count = len(list(model.synthesis.parameters()))
         count = sum(len(net.tensors()) for net in nets) + synthesis_count

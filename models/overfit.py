@@ -11,23 +11,28 @@ CVPR 2024).  Nothing here is trained on a data set: every parameter is optimised
     synthesis: 1x1 conv L->width, ReLU, 1x1 width->C, + residual 3x3 C->C, ReLU, 3x3 C->C
       -> image (C, H, W)
 
-    entropy model, level by level from the coarsest, three passes per level:
-      anchors   (i, j even):  3x3 of the coarser level around (i//2, j//2)                       9 inputs
-      diagonals (i, j odd):   the 12 anchors at odd offsets within 7x7 (corners out) + the 9    21 inputs
-      others    (i + j odd):  the 12 anchors and diagonals within 5x5 + the same 9 inputs       21 inputs
-      -> fixed-point MLP (inputs -> hidden -> hidden -> 2), one for anchors and one shared by the
-         diagonal and other passes -> integer (mean, log-scale) codes, the log-scale shifted by a whole
+    entropy model, level by level from the coarsest, four passes per level (three with the anchors whole):
+      early anchors (i, j even, (i + j)/2 even):  3x3 of the coarser level around (i//2, j//2)      9 inputs
+      late anchors  (i, j even, (i + j)/2 odd):   the 12 early anchors at twice the 'others'
+                                                  offsets (within 9x9) + the 9                     21 inputs
+      diagonals     (i, j odd):   the 12 anchors at odd offsets within 7x7 (corners out) + the 9   21 inputs
+      others        (i + j odd):  the 12 anchors and diagonals within 5x5 + the same 9 inputs      21 inputs
+      -> fixed-point MLP (inputs -> hidden -> hidden -> 2), one for the early anchors and one shared by
+         the three later passes -> integer (mean, log-scale) codes, the log-scale shifted by a whole
          number of scale buckets per plane and MLP -> MeanScaleLaplace table -> ANS
 
 Why passes instead of Cool-chic's raster-scan context: each pass is one vectorised step, so a decoder
-written in Python makes 3L passes over whole grids instead of H * W sequential steps.  Three rather than a
-two-pass checkerboard: anchors, with no neighbour of their own level, cost about twice the bits of the
-others, and the diagonal pass gives half of them spatial context.  The context
-MLPs run in exact integer arithmetic (weights on a 2^-b grid, activations on a 1/256 grid, sums exact in
-float64), so the tables a decoder picks cannot depend on the machine.  The per-plane scale shifts (stream
-version 4) tell the shared MLPs which plane they serve: an anchor sees only the coarser plane, so without
-them a plane that rounded to all zeros under a busy coarser one still paid for its anchors.  The synthesis runs in float: it does
-not choose tables, so float noise there can only move a decoded pixel, never desynchronise the stream.
+written in Python makes 4L passes over whole grids instead of H * W sequential steps.  Why these passes:
+a latent with no decoded neighbour of its own level costs about twice the bits of one with them.  The
+diagonal pass (stream version 2) lets the diagonals read anchors on every side before the others are
+coded, and the anchors split into a checkerboard on their own grid (version 5; versions 2 to 4 code them
+in one pass) give half of the anchors such neighbours too.  The context MLPs run in exact integer
+arithmetic (weights on a 2^-b grid, activations on a 1/256 grid, sums exact in float64), so the tables a
+decoder picks cannot depend on the machine.  The per-plane scale shifts (stream version 4) tell the shared
+MLPs which plane they serve: an early anchor sees only the coarser plane, so without them a plane that
+rounded to all zeros under a busy coarser one still paid for its anchors.  The synthesis runs in float:
+it does not choose tables, so float noise there can only move a decoded pixel, never desynchronise the
+stream.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from torch import Tensor, nn
 
 from ..entropy.mean_scale import CODE_ONE, NUM_SCALES, SCALE_CODE_STEP, MeanScaleLaplace
 from .exact import ACT_BITS, ACT_LIMIT, round_ste, to_grid
-from .parity import PARITIES, coarse_preactivation, parity_subgrids, spatial_preactivation, valid_positions
+from .parity import coarse_preactivation, parity_subgrids, spatial_preactivation, valid_positions
 
 # Offsets (dy, dx) of the decoded positions an 'other' position (i + j odd) sees within its 5x5 window: all
 # the odd-parity ones, which are the anchors and diagonals.
@@ -52,7 +57,10 @@ SPATIAL_OFFSETS = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) i
 # (odd, odd) offsets within 7x7, which land on anchors only.  One MLP serves both passes, since to it the
 # neighbourhoods look alike; the k-th input of each is the same neighbour, rotated.
 DIAGONAL_OFFSETS = tuple((dy - dx, dy + dx) for dy, dx in SPATIAL_OFFSETS)
-PAD = 3  # border of zeros around a plane, wide enough for both offset sets
+# The 'other' pattern on the anchors' own grid (offsets doubled), for the later half of the anchors ((i + j) / 2
+# odd, stream version 5): it lands on the earlier half only.
+ANCHOR_OFFSETS = tuple((2 * dy, 2 * dx) for dy, dx in SPATIAL_OFFSETS)
+PAD = 4  # border of zeros around a plane, wide enough for every offset set
 COARSE_INPUTS = 9
 WEIGHT_LIMIT = 8.0  # |weight| bound: with |activation| < 128 and fan-in <= 32 every exact sum stays < 2^31
 MAX_EXPONENT = 16  # finest weight grid: sums of integer codes stay below 2^(23 + 16), far inside float64
@@ -68,6 +76,13 @@ class OverfitConfig:
     synthesis_width: int = 16
     context_hidden: int = 16
     chroma_from_level: int = 1  # colour images: chroma planes at half resolution and below (4:2:0-like)
+    # Anchors in two passes, the later half reading the earlier (stream version 5; versions 2 to 4: one pass).
+    split_anchors: bool = True
+
+    @property
+    def passes(self) -> tuple[str, ...]:
+        """The coding passes of every level, in order."""
+        return SPLIT_PASSES if self.split_anchors else PASSES
 
 
 class FixedPointMLP(nn.Module):
@@ -193,10 +208,13 @@ class FixedPointMLP(nn.Module):
 
 
 def pass_masks(height: int, width: int) -> dict[str, Tensor]:
-    """Pass -> (H * W,) bool: anchors (i, j even), diagonals (i, j odd), others (i + j odd), in coding order."""
+    """Pass -> (H * W,) bool: anchors (i, j even), or their halves 'anchor-even' and 'anchor-odd' by the parity
+    of (i + j) / 2; diagonals (i, j odd); others (i + j odd)."""
     yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     odd_row, odd_col = (yy % 2 == 1).reshape(-1), (xx % 2 == 1).reshape(-1)
-    return {"anchor": ~odd_row & ~odd_col, "diagonal": odd_row & odd_col, "other": odd_row ^ odd_col}
+    anchor, odd_half = ~odd_row & ~odd_col, ((yy + xx) // 2 % 2 == 1).reshape(-1)
+    return {"anchor": anchor, "anchor-even": anchor & ~odd_half, "anchor-odd": anchor & odd_half,
+            "diagonal": odd_row & odd_col, "other": odd_row ^ odd_col}
 
 
 @dataclass(frozen=True)
@@ -213,7 +231,8 @@ def grid_layout(height: int, width: int) -> GridLayout:
     positions = {k: mask.nonzero()[:, 0] for k, mask in pass_masks(height, width).items()}
     parents = {k: (v // width // 2) * (-(-width // 2)) + (v % width) // 2 for k, v in positions.items()}
     spatial = {}
-    for pass_, offsets in (("diagonal", DIAGONAL_OFFSETS), ("other", SPATIAL_OFFSETS)):
+    patterns = (("anchor-odd", ANCHOR_OFFSETS), ("diagonal", DIAGONAL_OFFSETS), ("other", SPATIAL_OFFSETS))
+    for pass_, offsets in patterns:
         rows, cols = positions[pass_] // width, positions[pass_] % width
         spatial[pass_] = torch.stack([(rows + PAD + dy) * (width + 2 * PAD) + cols + PAD + dx for dy, dx in offsets],
                                      dim=1)
@@ -229,13 +248,13 @@ class ContextModel(nn.Module):
         self.other = FixedPointMLP((len(SPATIAL_OFFSETS) + COARSE_INPUTS, hidden, hidden, 2))
 
     def features(self, planes: Tensor, coarser: Tensor | None, pass_: str) -> tuple[Tensor, Tensor]:
-        """Context inputs of one pass ('anchor', 'diagonal' or 'other') over same-size planes.
+        """Context inputs of one pass (a name of :func:`pass_masks`) over same-size planes.
 
         planes (P, H, W) and their coarser planes (P, H/2, W/2) or None, or one plane of each as (H, W).
         Returns (features (P * N, 9 or 21), ordered plane by plane; flat positions within a plane (N,)).
         Only the pass's own positions are gathered.  Each pass reads the planes only where earlier passes
-        coded (the 'diagonal' pass at anchors, the 'other' pass at anchors and diagonals, or the zero
-        border), so a decoder may leave the later passes' positions empty.
+        coded (the 'anchor-odd' pass at early anchors, the 'diagonal' pass at anchors, the 'other' pass at
+        anchors and diagonals, or the zero border), so a decoder may leave the later passes' positions empty.
         """
         patches = None if coarser is None else self.parent_patches(coarser)
         blocks, positions = self.feature_blocks(planes, patches, pass_)
@@ -245,7 +264,7 @@ class ContextModel(nn.Module):
         """:meth:`features` as its column blocks ([spatial (P * N, 12)], coarse (P * N, 9)), not joined.
 
         ``patches``: :meth:`parent_patches` of the coarser planes, or None at the coarsest level; the
-        decoder makes them once for a level's three passes.  It feeds the blocks to
+        decoder makes them once for a level's passes.  It feeds the blocks to
         :meth:`FixedPointMLP.exact` as they are: joining them costs more than the first layer's product.
         """
         planes = planes.reshape(-1, *planes.shape[-2:])
@@ -273,20 +292,33 @@ class ContextModel(nn.Module):
         return rearrange(F.unfold(coarser, 3, padding=1), "p k n -> p n k").contiguous()
 
     def net(self, pass_: str) -> FixedPointMLP:
-        """The MLP of a pass ('anchor', 'diagonal', 'other'), or 'other' for the one the later passes share."""
+        """The MLP of a pass (see :func:`net_name`), or of a name in NETS."""
         return self.anchor if net_name(pass_) == "anchor" else self.other
 
 
-PASSES = ("anchor", "diagonal", "other")
+PASSES = ("anchor", "diagonal", "other")  # per level, in coding order (stream versions 2 to 4)
+SPLIT_PASSES = ("anchor-even", "anchor-odd", "diagonal", "other")  # version 5
 NETS = ("anchor", "other")  # the context MLPs, in stream order
+# How the fitting path scores each pass (see OverfitImageModel.latent_bits): pieces of (grid, parity sub-grid
+# of it, spatial offsets on that grid).  Grid 'plane' is the plane, 'anchors' its anchors (i, j even) as a
+# plane of their own, on which 'anchor-odd' reads the 'other' pattern (ANCHOR_OFFSETS on the plane).
+FITTING_PIECES = {
+    "anchor": (("plane", (0, 0), ()),),
+    "anchor-even": (("anchors", (0, 0), ()), ("anchors", (1, 1), ())),
+    "anchor-odd": (("anchors", (0, 1), SPATIAL_OFFSETS), ("anchors", (1, 0), SPATIAL_OFFSETS)),
+    "diagonal": (("plane", (1, 1), DIAGONAL_OFFSETS),),
+    "other": (("plane", (0, 1), SPATIAL_OFFSETS), ("plane", (1, 0), SPATIAL_OFFSETS)),
+}
+PASS_SHARE = {"anchor": 1 / 4, "anchor-even": 1 / 8, "anchor-odd": 1 / 8, "diagonal": 1 / 4, "other": 1 / 2}
 # Scale shifts are whole buckets: adding one to a log-scale code moves the table choice by exactly that many.
 SHIFT_STEP = SCALE_CODE_STEP / CODE_ONE  # one bucket in nats (28/256, exact in float32)
 MAX_SHIFT = NUM_SCALES  # buckets: beyond the table range either way there is nothing left to move
 
 
 def net_name(pass_: str) -> str:
-    """The context MLP that serves a pass: 'anchor', or 'other' for the diagonal and other passes."""
-    return "anchor" if pass_ == "anchor" else "other"
+    """The context MLP that serves a pass: 'anchor' for the anchors without spatial context, else 'other'
+    (whose 12 spatial inputs the later anchors, diagonals and others fill, each with its own pattern)."""
+    return "anchor" if pass_ in ("anchor", "anchor-even") else "other"
 
 
 class Synthesis(nn.Module):
@@ -343,6 +375,12 @@ def downscale2x(x: Tensor) -> Tensor:
     flat = x.reshape(-1, *x.shape[-3:])
     halved = F.avg_pool2d(F.pad(flat, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), mode="replicate"), 2)
     return halved.reshape(*x.shape[:-2], *halved.shape[-2:])
+
+
+def _parity_subgrids_of_channels(features: Tensor) -> Tensor:
+    """(P, C, h, w) -> (P, C, 4, h/2, w/2): :func:`parity_subgrids` of each channel."""
+    subgrids = parity_subgrids(features.flatten(0, 1))
+    return subgrids.reshape(*features.shape[:2], *subgrids.shape[1:])
 
 
 class OverfitImageModel(nn.Module):
@@ -432,25 +470,33 @@ class OverfitImageModel(nn.Module):
         for level, coarser_level in self.level_groups():
             planes = torch.stack([latents[i] for i in level])  # (P, H, W)
             coarser = None if coarser_level is None else torch.stack([latents[i] for i in coarser_level])
-            subgrids = parity_subgrids(planes)
-            per_plane = subgrids.shape[-2] * subgrids.shape[-1]
-            for name, passes in (("anchor", ("anchor",)), ("other", ("diagonal", "row", "column"))):
-                shift = self.scale_shifts[torch.tensor(level), NETS.index(name)].repeat_interleave(per_plane)
+            grids = {"plane": parity_subgrids(planes)}  # (P, 4, H/2, W/2)
+            grids["anchors"] = parity_subgrids(grids["plane"][:, 0])  # (P, 4, H/4, W/4)
+            sizes = {"plane": tuple(planes.shape[-2:]), "anchors": tuple(grids["plane"].shape[-2:])}
+            for name in NETS:
                 first = self.context.net(name).layers[0]
                 spatial = first.in_features - COARSE_INPUTS
-                base = first.bias[None, :, None, None]
+                # The coarser 3x3 term on the grid of the parents, which is the anchors' grid (h = H/2), and
+                # split like the anchors for their passes.
+                coarse = None
                 if coarser is not None:
-                    base = base + coarse_preactivation(coarser, first.weight[:, spatial:])
-                for pass_ in passes:
-                    parity = PARITIES[pass_]
-                    pre = base.expand(len(level), -1, *subgrids.shape[-2:])
-                    if spatial:
-                        offsets = DIAGONAL_OFFSETS if pass_ == "diagonal" else SPATIAL_OFFSETS
-                        pre = pre + spatial_preactivation(subgrids, first.weight[:, :spatial], offsets, parity)
-                    rows[name].append(rearrange(pre, "p c h w -> (p h w) c"))
-                    values[name].append(subgrids[:, 2 * parity[0] + parity[1]].reshape(-1))
-                    valid[name].append(valid_positions(*planes.shape[-2:], parity).repeat(len(level)))
-                    shifts[name].append(shift)
+                    coarse = {"plane": coarse_preactivation(coarser, first.weight[:, spatial:])}
+                if coarse is not None and self.config.split_anchors:
+                    coarse["anchors"] = _parity_subgrids_of_channels(coarse["plane"])
+                for pass_ in (p for p in self.config.passes if net_name(p) == name):
+                    for grid, parity, offsets in FITTING_PIECES[pass_]:
+                        sub = grids[grid]
+                        index = 2 * parity[0] + parity[1]
+                        pre = first.bias[None, :, None, None].expand(len(level), -1, *sub.shape[-2:])
+                        if coarse is not None:
+                            pre = pre + (coarse["plane"] if grid == "plane" else coarse["anchors"][:, :, index])
+                        if offsets:
+                            pre = pre + spatial_preactivation(sub, first.weight[:, :spatial], offsets, parity)
+                        rows[name].append(rearrange(pre, "p c h w -> (p h w) c"))
+                        values[name].append(sub[:, index].reshape(-1))
+                        valid[name].append(valid_positions(*sizes[grid], parity).repeat(len(level)))
+                        shift = self.scale_shifts[torch.tensor(level), NETS.index(name)]
+                        shifts[name].append(shift.repeat_interleave(sub.shape[-2] * sub.shape[-1]))
         bits = latents[0].new_zeros(())
         for name in NETS:
             pre, value, inside = torch.cat(rows[name]), torch.cat(values[name]), torch.cat(valid[name])
@@ -567,7 +613,7 @@ class OverfitImageModel(nn.Module):
 
         ``plane`` only needs the positions of the earlier passes filled: that is all the context reads.
         ``parents``: :meth:`parent_context` of the coarser plane (None at the coarsest level), made once for
-        the level's three passes.  The plane's scale shift (whole buckets) is added to the log-scale codes.
+        the level's passes.  The plane's scale shift (whole buckets) is added to the log-scale codes.
         """
         # Clamping the planes clamps every input gathered from them (zeros pad the border).
         plane = plane.double().clamp(-ACT_LIMIT, ACT_LIMIT)
@@ -587,7 +633,7 @@ class OverfitImageModel(nn.Module):
         def mlp(net: FixedPointMLP) -> int:
             return sum(layer.weight.numel() for layer in net.layers)
         latent_count = sum(self.shapes[level][0] * self.shapes[level][1] for level, _ in self.planes)
-        context = latent_count * (mlp(self.context.anchor) + 3 * mlp(self.context.other)) / 4  # 1/4 anchors
+        context = latent_count * sum(PASS_SHARE[p] * mlp(self.context.net(p)) for p in self.config.passes)
         return self.synthesis.multiplications_per_pixel() + context / self.num_pixels
 
 

@@ -27,9 +27,6 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-PARITIES = {"anchor": (0, 0), "diagonal": (1, 1), "row": (0, 1), "column": (1, 0)}  # (row, column) parity
-
-
 def parity_subgrids(planes: Tensor) -> Tensor:
     """(P, H, W) -> (P, 4, ceil(H/2), ceil(W/2)); sub-grid 2r + s holds positions (2a + r, 2b + s)."""
     height, width = planes.shape[-2:]
@@ -89,5 +86,5 @@ def coarse_preactivation(coarser: Tensor, weight: Tensor) -> Tensor:
     return F.conv2d(coarser[:, None], weight.reshape(-1, 1, 3, 3), padding=1)
 
 
-__all__ = ["PARITIES", "coarse_preactivation", "kernel_layout", "parity_subgrids", "spatial_preactivation",
+__all__ = ["coarse_preactivation", "kernel_layout", "parity_subgrids", "spatial_preactivation",
            "valid_positions"]

@@ -22,8 +22,8 @@ from polycodec.entropy.mean_scale import FRACTIONS, MeanScaleLaplace
 from polycodec.evaluation.runner import resolve_codecs
 from polycodec.bitstream import Modality
 from polycodec.models.image import checkerboard
-from polycodec.models.overfit import (PASSES, ContextModel, FixedPointMLP, OverfitConfig, OverfitImageModel,
-                                      downscale2x, pass_masks, soft_round, upsample2x)
+from polycodec.models.overfit import (PASSES, SPLIT_PASSES, ContextModel, FixedPointMLP, OverfitConfig,
+                                      OverfitImageModel, downscale2x, pass_masks, soft_round, upsample2x)
 from polycodec.training.overfit import Preset, fit, optimise
 
 STEPS = 40
@@ -136,7 +136,8 @@ def test_exact_mlp_follows_its_weights_after_they_change():
     assert torch.equal(mlp.exact(inputs) - coarser, torch.full_like(coarser, 256))
 
 
-@pytest.mark.parametrize("pass_, earlier", [("diagonal", ["anchor"]), ("other", ["anchor", "diagonal"])])
+@pytest.mark.parametrize("pass_, earlier", [("diagonal", ["anchor"]), ("other", ["anchor", "diagonal"]),
+                                            ("anchor-odd", ["anchor-even"])])
 def test_each_pass_reads_only_what_earlier_passes_decoded(pass_, earlier):
     plane = torch.arange(1.0, 1 + 7 * 8).reshape(7, 8)
     masks = pass_masks(7, 8)
@@ -155,7 +156,7 @@ def gathered_bits(model: OverfitImageModel, latents: list[torch.Tensor]) -> torc
     for level, coarser_level in model.level_groups():
         planes = torch.stack([latents[i] for i in level])
         coarser = None if coarser_level is None else torch.stack([latents[i] for i in coarser_level])
-        for pass_ in PASSES:
+        for pass_ in model.config.passes:
             features, positions = model.context.features(planes, coarser, pass_)
             values = planes.reshape(len(level), -1).index_select(1, positions).reshape(-1)
             out = model.context.net(pass_)(features)
@@ -163,10 +164,11 @@ def gathered_bits(model: OverfitImageModel, latents: list[torch.Tensor]) -> torc
     return bits
 
 
-@pytest.mark.parametrize("height, width, channels", [(37, 53, 3), (16, 24, 1), (5, 3, 3)])
-def test_fitting_rate_by_parity_convolutions_equals_the_gathered_context(height, width, channels):
+@pytest.mark.parametrize("split_anchors", [True, False])
+@pytest.mark.parametrize("height, width, channels", [(37, 53, 3), (16, 24, 1), (5, 3, 3), (11, 2, 1)])
+def test_fitting_rate_by_parity_convolutions_equals_the_gathered_context(height, width, channels, split_anchors):
     torch.manual_seed(1)
-    model = OverfitImageModel(OverfitConfig(), height, width, channels)
+    model = OverfitImageModel(OverfitConfig(split_anchors=split_anchors), height, width, channels)
     with torch.no_grad():
         for plane in model.latents:
             plane.normal_(0, 2)
@@ -232,6 +234,23 @@ def test_fits_start_from_the_pyramid_at_high_rates_only():
     assert psnr_after_one_step(LAMBDAS[3]) > psnr_after_one_step(LAMBDAS[2]) + 2
 
 
+def test_the_anchors_split_at_low_rates_only_and_both_layouts_decode():
+    image, preset = photo(20, 28), Preset(steps=3)
+    assert preset.splits_anchors(LAMBDAS[2]) and not preset.splits_anchors(LAMBDAS[3])
+    with pytest.raises(ValueError, match="split_anchors_min_lambda"):
+        Preset(steps=1, split_anchors_min_lambda=-1.0)
+    for quality, split in ((3, True), (4, False)):
+        codec = OverfitImageCodec(quality=quality, preset=preset)
+        model, synthesis_exponents = codec.fit(image, LAMBDAS[quality - 1])
+        assert model.config.split_anchors is split  # the stream's flag tells the decoder which
+        with torch.no_grad():
+            expected = torch.round(model.synthesize(model.quantized_latents("round"))[0].clamp(0, 1) * 255) / 255
+        assert torch.equal(codec.decode(codec._write(model, synthesis_exponents)), expected)
+    # A config that asks for one pass keeps it at every rate.
+    whole = fit(image, LAMBDAS[0], preset, OverfitConfig(split_anchors=False))
+    assert not whole.config.split_anchors
+
+
 def test_warm_up_keeps_the_first_steps_small():
     # Adam's first step moves every parameter by about the learning rate; the warm-up scales it down, so the
     # synthesis the pyramid start sets up survives the first steps.
@@ -247,10 +266,15 @@ def test_warm_up_keeps_the_first_steps_small():
     assert moves[1] < 0.2 * moves[0]  # lr 1.1e-3 against 1.1e-2 in this one step
 
 
-def test_passes_cover_every_position_once():
+@pytest.mark.parametrize("passes", [PASSES, SPLIT_PASSES])
+def test_passes_cover_every_position_once(passes):
     masks = pass_masks(5, 6)
-    assert torch.equal(sum(m.long() for m in masks.values()), torch.ones(30, dtype=torch.long))
+    assert torch.equal(sum(masks[p].long() for p in passes), torch.ones(30, dtype=torch.long))
     assert torch.equal(masks["anchor"] | masks["diagonal"], checkerboard(5, 6).bool().reshape(-1))  # i + j even
+    assert torch.equal(masks["anchor-even"] | masks["anchor-odd"], masks["anchor"])
+    # The later anchors form a checkerboard on the anchors' own grid.
+    anchors = masks["anchor-odd"].reshape(5, 6)[::2, ::2]
+    assert torch.equal(anchors, ~checkerboard(3, 3).bool().reshape(3, 3))
 
 
 def test_table_codes_split_exactly():
@@ -320,17 +344,17 @@ def test_a_scale_shift_moves_every_table_of_its_plane_by_whole_buckets():
     latents = [torch.round(3 * torch.randn_like(y)) for y in model.latents]
     index, coarser = model.coding_order()[-1]  # the full-resolution plane
     parents = model.parent_context(latents[coarser])
-    before = {p: model.level_codes(index, latents[index], parents, p) for p in PASSES}
+    before = {p: model.level_codes(index, latents[index], parents, p) for p in SPLIT_PASSES}
     other = model.coding_order()[0][0]  # the coarsest plane, whose shifts stay zero
-    other_before = model.level_codes(other, latents[other], None, "anchor")[1]
+    other_before = model.level_codes(other, latents[other], None, "anchor-even")[1]
     buckets = torch.zeros_like(model.shift_buckets())
     buckets[index] = torch.tensor([-5, 3])  # anchor MLP, then the MLP of the later passes
     model.load_shift_buckets(buckets)
-    for pass_, shift in (("anchor", -5), ("diagonal", 3), ("other", 3)):
+    for pass_, shift in (("anchor-even", -5), ("anchor-odd", 3), ("diagonal", 3), ("other", 3)):
         means, scales, positions = model.level_codes(index, latents[index], parents, pass_)
         assert torch.equal(means, before[pass_][0]) and torch.equal(positions, before[pass_][2])
         assert torch.equal(scales, before[pass_][1] + 28 * shift)
-    assert torch.equal(model.level_codes(other, latents[other], None, "anchor")[1], other_before)
+    assert torch.equal(model.level_codes(other, latents[other], None, "anchor-even")[1], other_before)
 
 
 def test_a_plane_of_zeros_under_a_busy_coarser_plane_costs_almost_nothing_once_shifted():
@@ -343,10 +367,10 @@ def test_a_plane_of_zeros_under_a_busy_coarser_plane_costs_almost_nothing_once_s
     latents = [torch.round(4 * torch.randn_like(y)) for y in model.latents]
     index = model.coding_order()[-1][0]
     latents[index].zero_()
-    unshifted = plane_bits(model, latents, index, PASSES)
+    unshifted = plane_bits(model, latents, index, SPLIT_PASSES)
     choose_scale_shifts(model, latents)
     assert unshifted > 0.5 * latents[index].numel()  # the test means something: zeros were costly
-    assert plane_bits(model, latents, index, PASSES) < 0.01 * unshifted
+    assert plane_bits(model, latents, index, SPLIT_PASSES) < 0.01 * unshifted
     assert int(model.shift_buckets()[index].max()) < 0
 
 
@@ -442,12 +466,13 @@ def test_soft_round_goes_from_identity_to_rounding():
         assert torch.allclose(around_half, torch.tensor([0.5, 0.5]), atol=1e-3)
 
 
-@pytest.mark.parametrize("version", [2, 3, 4])
+@pytest.mark.parametrize("version", [2, 3, 4, 5])
 def test_a_stream_from_the_first_release_of_each_version_decodes_as_it_did(version):
-    # tests/data/overfit-v<N>.pcdc was written (24x40 photo(), quality 4, 40 steps) by the first release of
-    # stream version N, and overfit-v<N>.png is what that release decoded from it.  A decoder change that
-    # moves a table choice desynchronises the stream and decodes noise (or fails): the format of a version
-    # is frozen, and a change to it needs a new version.  The float synthesis may move a pixel by one level.
+    # tests/data/overfit-v<N>.pcdc was written (24x40 photo(), quality 4, 40 steps; quality 3 for version 5,
+    # whose anchors split in two passes only up to quality 3) by the first release of stream version N, and
+    # overfit-v<N>.png is what that release decoded from it.  A decoder change that moves a table choice
+    # desynchronises the stream and decodes noise (or fails): the format of a version is frozen, and a
+    # change to it needs a new version.  The float synthesis may move a pixel by one level.
     data = (DATA / f"overfit-v{version}.pcdc").read_bytes()
     expected = np.asarray(Image.open(DATA / f"overfit-v{version}.png")).transpose(2, 0, 1).astype(np.int64)
     decoded = torch.round(polycodec.load("image-overfit").decode(data) * 255).to(torch.int64).numpy()
