@@ -30,7 +30,7 @@ from ..bitstream import FormatError, MediaInfo, Modality, PayloadReader, Payload
 from ..entropy import SymbolDecoder, SymbolEncoder
 from ..entropy.mean_scale import FRACTIONS, NUM_SCALES, MeanScaleLaplace
 from ..models.exact import ACT_BITS
-from ..models.overfit import NETS, MAX_SHIFT, FixedPointMLP, OverfitConfig, OverfitImageModel, net_name
+from ..models.overfit import MAX_SHIFT, NETS, FixedPointMLP, OverfitConfig, OverfitImageModel, net_name
 from ..runtime import retain_freed_memory
 from ..training.overfit import PRESETS, Preset, Progress, fit
 from .base import StreamCodec, register_codec, sha256_file
@@ -372,7 +372,8 @@ class OverfitImageCodec(StreamCodec):
 
         Version 3: levels, synthesis width, context width, chroma level (varints), then per network tensor its
         exponent and per coded tensor its table bucket (u8 arrays).  Version 4: the same; the scale shifts
-        are one more coded tensor (a table bucket, no exponent).  Version 2: the same shape fields, then one
+        are one more coded tensor (a table bucket, no exponent).  Version 5: as version 4, with a varint
+        after the chroma level: 1 if the anchors take two passes, 0 if one.  Version 2: the same shape fields, then one
         context weight exponent and one synthesis exponent (varints), then the table buckets.  Versions 2
         and 3 have no shifts (all zero).
         """
