@@ -471,8 +471,9 @@ class OverfitImageModel(nn.Module):
             planes = torch.stack([latents[i] for i in level])  # (P, H, W)
             coarser = None if coarser_level is None else torch.stack([latents[i] for i in coarser_level])
             grids = {"plane": parity_subgrids(planes)}  # (P, 4, H/2, W/2)
-            grids["anchors"] = parity_subgrids(grids["plane"][:, 0])  # (P, 4, H/4, W/4)
             sizes = {"plane": tuple(planes.shape[-2:]), "anchors": tuple(grids["plane"].shape[-2:])}
+            if self.config.split_anchors:
+                grids["anchors"] = parity_subgrids(grids["plane"][:, 0])  # (P, 4, H/4, W/4)
             for name in NETS:
                 first = self.context.net(name).layers[0]
                 spatial = first.in_features - COARSE_INPUTS
@@ -481,8 +482,9 @@ class OverfitImageModel(nn.Module):
                 coarse = None
                 if coarser is not None:
                     coarse = {"plane": coarse_preactivation(coarser, first.weight[:, spatial:])}
-                if coarse is not None and self.config.split_anchors:
-                    coarse["anchors"] = _parity_subgrids_of_channels(coarse["plane"])
+                    if self.config.split_anchors:
+                        coarse["anchors"] = _parity_subgrids_of_channels(coarse["plane"])
+                shift = self.scale_shifts[torch.tensor(level), NETS.index(name)]  # (P,)
                 for pass_ in (p for p in self.config.passes if net_name(p) == name):
                     for grid, parity, offsets in FITTING_PIECES[pass_]:
                         sub = grids[grid]
@@ -495,7 +497,6 @@ class OverfitImageModel(nn.Module):
                         rows[name].append(rearrange(pre, "p c h w -> (p h w) c"))
                         values[name].append(sub[:, index].reshape(-1))
                         valid[name].append(valid_positions(*sizes[grid], parity).repeat(len(level)))
-                        shift = self.scale_shifts[torch.tensor(level), NETS.index(name)]
                         shifts[name].append(shift.repeat_interleave(sub.shape[-2] * sub.shape[-1]))
         bits = latents[0].new_zeros(())
         for name in NETS:
