@@ -12,7 +12,6 @@ the same host.  Prints each round's times and the ratio.
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import replace
 
 import torch
@@ -21,15 +20,7 @@ import polycodec
 from polycodec.media import read_image
 from polycodec.models.overfit import OverfitConfig
 from polycodec.training.overfit import PRESETS
-
-
-def best_of(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from timing import best_of
 
 
 def main() -> None:

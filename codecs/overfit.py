@@ -373,9 +373,9 @@ class OverfitImageCodec(StreamCodec):
         Version 3: levels, synthesis width, context width, chroma level (varints), then per network tensor its
         exponent and per coded tensor its table bucket (u8 arrays).  Version 4: the same; the scale shifts
         are one more coded tensor (a table bucket, no exponent).  Version 5: as version 4, with a varint
-        after the chroma level: 1 if the anchors take two passes, 0 if one.  Version 2: the same shape fields, then one
-        context weight exponent and one synthesis exponent (varints), then the table buckets.  Versions 2
-        and 3 have no shifts (all zero).
+        after the chroma level: 1 if the anchors take two passes, 0 if one.  Version 2: the same shape
+        fields, then one context weight exponent and one synthesis exponent (varints), then the table
+        buckets.  Versions 2 and 3 have no shifts (all zero).
         """
         p = PayloadReader(payload, "image-overfit params")
         levels, width, hidden = p.uint(MAX_LEVELS), p.uint(MAX_WIDTH), p.uint(MAX_WIDTH)
