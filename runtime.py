@@ -1,4 +1,5 @@
-"""Process-wide settings that make the CPU paths faster; nothing here changes a result.
+"""Process-wide settings and helpers that make the CPU paths faster; nothing here changes a result beyond
+float noise.
 
 Why: the overfitted codec's fit allocates and frees tens of tensors of 10-30 MB every step.  glibc's malloc
 hands blocks that large back to the kernel on free and maps them afresh on the next allocation, so each
@@ -12,7 +13,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
+import warnings
+from typing import Callable, TypeVar
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameter numbers
 _MMAP_THRESHOLD = 32 << 20  # the largest value glibc accepts: blocks above it are always mapped
@@ -47,4 +51,37 @@ def retain_freed_memory() -> bool:
     return True
 
 
-__all__ = ["retain_freed_memory"]
+F = TypeVar("F", bound=Callable)
+_compiled: dict[Callable, Callable] = {}
+
+
+def compiled(function: F, probe: Callable[[Callable], None]) -> F:
+    """``torch.compile(function, dynamic=True)`` if it works here, else ``function`` itself; one per function.
+
+    Why: on the CPU, eager PyTorch runs a chain of elementwise operations as one pass over memory each, and
+    their backward as as many again; compiled, the chain becomes one loop.  Compiling needs a C++ compiler
+    and takes seconds (about 8 s the first time on 2 cores, 1 to 2 s once the compiled kernels are in
+    PyTorch's cache), so callers use it only for long runs.  ``probe(candidate)`` runs the candidate forward
+    and backward on small inputs; if that raises (no compiler, an unsupported platform), or the environment
+    variable ``POLYCODEC_NO_COMPILE`` is set, the plain function is used, with a warning in the first case.
+    """
+    if function not in _compiled:
+        _compiled[function] = function
+        if not os.environ.get("POLYCODEC_NO_COMPILE"):
+            import torch  # here, not at the top: this module's other helper must not need torch
+
+            candidate = torch.compile(function, dynamic=True)
+            quiet = logging.getLogger("torch.utils.cpp_extension")  # "no CUDA runtime is found" on CPU hosts
+            level, quiet.level = quiet.level, logging.ERROR
+            try:
+                probe(candidate)
+                _compiled[function] = candidate
+            except Exception as error:  # noqa: BLE001 -- any failure to compile means: run it eagerly
+                warnings.warn(f"torch.compile is unavailable here ({type(error).__name__}: {error}); "
+                              f"running {function.__name__} uncompiled", RuntimeWarning, stacklevel=2)
+            finally:
+                quiet.setLevel(level)
+    return _compiled[function]  # type: ignore[return-value]
+
+
+__all__ = ["compiled", "retain_freed_memory"]

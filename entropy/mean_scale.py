@@ -38,6 +38,18 @@ def _laplace_cdf(x: np.ndarray) -> np.ndarray:
     return np.where(x < 0, 0.5 * np.exp(np.minimum(x, 0)), 1 - 0.5 * np.exp(-np.maximum(x, 0)))
 
 
+def laplace_bin_likelihood(y_hat: Tensor, means: Tensor, scales: Tensor) -> Tensor:
+    """P(y_hat - 1/2 < Y < y_hat + 1/2) for Y ~ Laplace(means, scales), floored at LIKELIHOOD_BOUND; differentiable.
+
+    A plain function of tensors (no module state) so that a fitting loop may compile it with its callers.
+    """
+    d = torch.abs(y_hat - means)  # symmetric in d; both branches stay precise far into the tails
+    far = torch.exp(-(d + 0.5) / scales)
+    near = torch.exp(-(d - 0.5).abs() / scales)
+    prob = torch.where(d < 0.5, 1 - 0.5 * (near + far), 0.5 * (near - far))
+    return prob.clamp_min(LIKELIHOOD_BOUND)
+
+
 class MeanScaleLaplace(EntropyModel):
     """Discretised Laplace(mean, scale) with integer-addressed tables (see the module docstring).
 
@@ -53,12 +65,7 @@ class MeanScaleLaplace(EntropyModel):
 
     def forward(self, y_hat: Tensor, means: Tensor, scales: Tensor) -> Tensor:
         """Likelihood of each value's unit bin; scales are clamped to the tabulated range."""
-        scales = scales.clamp(self.min_scale, self.max_scale)
-        d = torch.abs(y_hat - means)  # symmetric in d; both branches stay precise far into the tails
-        far = torch.exp(-(d + 0.5) / scales)
-        near = torch.exp(-(d - 0.5).abs() / scales)
-        prob = torch.where(d < 0.5, 1 - 0.5 * (near + far), 0.5 * (near - far))
-        return prob.clamp_min(LIKELIHOOD_BOUND)
+        return laplace_bin_likelihood(y_hat, means, scales.clamp(self.min_scale, self.max_scale))
 
     @torch.no_grad()
     def update(self) -> None:

@@ -46,7 +46,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..entropy.mean_scale import CODE_ONE, NUM_SCALES, SCALE_CODE_STEP, MeanScaleLaplace
+from ..entropy.mean_scale import (CODE_ONE, NUM_SCALES, SCALE_CODE_STEP, MeanScaleLaplace, laplace_bin_likelihood,
+                                  scale_of_bucket)
 from .exact import ACT_BITS, ACT_LIMIT, round_ste, to_grid
 from .parity import coarse_preactivation, parity_subgrids, spatial_preactivation, valid_positions
 
@@ -313,6 +314,7 @@ PASS_SHARE = {"anchor": 1 / 4, "anchor-even": 1 / 8, "anchor-odd": 1 / 8, "diago
 # Scale shifts are whole buckets: adding one to a log-scale code moves the table choice by exactly that many.
 SHIFT_STEP = SCALE_CODE_STEP / CODE_ONE  # one bucket in nats (28/256, exact in float32)
 MAX_SHIFT = NUM_SCALES  # buckets: beyond the table range either way there is nothing left to move
+LOG_SCALE_RANGE = (math.log(scale_of_bucket(0.0)), math.log(scale_of_bucket(NUM_SCALES - 1.0)))  # the tables'
 
 
 def net_name(pass_: str) -> str:
@@ -326,8 +328,9 @@ class Synthesis(nn.Module):
 
     def __init__(self, levels: int, width: int, channels: int) -> None:
         super().__init__()
-        # The per-pixel layers are Linear on (pixels, features) rows: on the CPU this fits about twice as
-        # fast as the equivalent 1x1 convolutions, whose backward pass is slow for so few channels.
+        # The per-pixel layers are Linear weights applied as matrix products over all pixels (forward): on the
+        # CPU about twice as fast to fit as the equivalent 1x1 convolutions, whose backward pass is slow for
+        # so few channels.
         self.mix = nn.Linear(levels, width)
         self.project = nn.Linear(width, channels)
         self.refine = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
@@ -337,15 +340,40 @@ class Synthesis(nn.Module):
             self.refine[-1].weight.mul_(0.1)
             self.refine[-1].bias.zero_()
 
-    def forward(self, features: Tensor) -> Tensor:
-        """(1, L, H, W) -> (1, C, H, W)."""
-        _, _, height, width = features.shape
-        rows = rearrange(features, "1 l h w -> (h w) l")
-        x = rearrange(self.project(F.relu(self.mix(rows))), "(h w) c -> 1 c h w", h=height, w=width)
+    def forward(self, features: Tensor, order: Tensor | None = None) -> Tensor:
+        """(1, L, H, W) -> (1, C, H, W); ``order`` (L,): the plane each feature channel holds, if not 0..L-1."""
+        _, planes, height, width = features.shape
+        mix = self.mix.weight if order is None else self.mix.weight.index_select(1, order)
+        # Channel-first products, (width, L) @ (L, H * W): no transposed copy of the features or the output.
+        hidden = F.relu(torch.addmm(self.mix.bias[:, None], mix, features.reshape(planes, -1)))
+        x = torch.addmm(self.project.bias[:, None], self.project.weight, hidden).reshape(1, -1, height, width)
         return x + self.refine(x)
 
     def multiplications_per_pixel(self) -> int:
         return sum(m.weight.numel() for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+def rate_after_first_layer(pre: Tensor, values: Tensor, shifts: Tensor, layers: list[tuple[Tensor, Tensor]]
+                           ) -> Tensor:
+    """Bits of ``values`` (N,) under a context MLP from its first layer's pre-activations (N, hidden) on:
+    ReLU and the later ``layers`` (weight, bias) give (mean, log-scale) per value, the log-scale shifted by
+    ``shifts`` (N,) and clamped to the tables' range -> -sum log2 likelihood.
+
+    Clamping before exp gives the likelihood the entropy model gives (it clamps the scale after), but a
+    log-scale pushed far out cannot overflow to inf * 0 = nan gradients.  A function of tensors alone, so the
+    fit can compile it (``OverfitImageModel.rate_after_first_layer``): about a fifth of a step is spent here.
+    No float arguments: torch 2.9's compiled form, first run with other floats, was seen to keep using them.
+    """
+    x = pre
+    for weight, bias in layers[:-1]:
+        x = F.linear(F.relu(x), weight, bias)
+    x, (weight, bias) = F.relu(x), layers[-1]
+    # The last layer's two outputs as two dot products: compiled, they fuse with the likelihood and its
+    # gradient, where a matrix product with two columns, and its backward, ran slower than all the rest.
+    mean, log_scale = (x * weight[0]).sum(1) + bias[0], (x * weight[1]).sum(1) + bias[1]
+    log_scale = (log_scale + shifts).clamp(*LOG_SCALE_RANGE)
+    return -torch.log2(laplace_bin_likelihood(values, mean, torch.exp(log_scale))).sum()
+
 
 
 def soft_round(y: Tensor, temperature: float) -> Tensor:
@@ -405,6 +433,9 @@ class OverfitImageModel(nn.Module):
         self.scale_shifts = nn.Parameter(torch.zeros(len(self.planes), len(NETS)))
         self.synthesis = Synthesis(len(self.planes), config.synthesis_width, channels)
         self.entropy = MeanScaleLaplace()
+        # What latent_bits scores the context MLPs' outputs with: this function, or a compiled form of it that
+        # a long fit swaps in (polycodec.training.overfit); the two give the same bits up to float noise.
+        self.rate_after_first_layer = rate_after_first_layer
 
     @property
     def num_pixels(self) -> int:
@@ -434,7 +465,12 @@ class OverfitImageModel(nn.Module):
         raise ValueError(f"unknown quantization mode {mode!r}")
 
     def upsampled(self, latents: list[Tensor]) -> Tensor:
-        """Latent planes -> (1, planes, H, W), each brought to full size by repeated :func:`upsample2x`.
+        """Latent planes -> (1, planes, H, W), each brought to full size by repeated :func:`upsample2x`."""
+        stack, order = self._upsampled_stack(latents)
+        return stack.index_select(1, torch.argsort(order))  # back to plane order
+
+    def _upsampled_stack(self, latents: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """The upsampled planes coarsest level last, as they are built, and their plane indexes (L,).
 
         Progressive: the stack so far is doubled and the next finer level's planes join it, so the coarsest
         plane passes through six smoothing x2 steps.  Far cheaper to fit than one bicubic interpolation per
@@ -449,11 +485,13 @@ class OverfitImageModel(nn.Module):
             here = torch.stack([latents[i] for i in by_level[level]])[None]
             stack = here if stack is None else torch.cat([here, upsample2x(stack, height, width)], dim=1)
             order = by_level[level] + order
-        return stack.index_select(1, torch.argsort(torch.tensor(order)))  # back to plane order
+        return stack, torch.tensor(order, device=stack.device)
 
     def synthesize(self, latents: list[Tensor]) -> Tensor:
         """Latent planes -> image (1, C, H, W), not clamped."""
-        return self.synthesis(self.upsampled(latents))
+        # The synthesis reads the stack in build order through its weights' columns in that order: the same
+        # sums as on plane order, without a copy of every full-size plane (and its backward) per step.
+        return self.synthesis(*self._upsampled_stack(latents))
 
     def latent_bits(self, latents: list[Tensor]) -> Tensor:
         """Ideal code length of the latents under the (float) context model, differentiable.
@@ -505,12 +543,8 @@ class OverfitImageModel(nn.Module):
             if not bool(inside.all()):  # odd sizes: drop the padding's positions, which are not latents
                 inside = inside.to(pre.device)
                 pre, value, shift = pre[inside], value[inside], shift[inside]
-            out = self.context.net(name).after_first_layer(pre)
-            # Clamped to the tables' range before exp, as the entropy model would clamp the scale after it:
-            # the same likelihood, but a log-scale pushed far out cannot overflow to inf * 0 = nan gradients.
-            log_scale = (out[:, 1] + shift).clamp(math.log(self.entropy.min_scale), math.log(self.entropy.max_scale))
-            likelihood = self.entropy(value, out[:, 0], torch.exp(log_scale))
-            bits = bits - torch.log2(likelihood).sum()
+            later_layers = [(layer.weight, layer.bias) for layer in self.context.net(name).layers[1:]]
+            bits = bits + self.rate_after_first_layer(pre, value, shift, later_layers)
         return bits
 
     def level_groups(self) -> list[tuple[list[int], list[int] | None]]:

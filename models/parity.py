@@ -8,7 +8,7 @@ fitting every latent is known, so the first (linear) layer can instead be comput
     plane (P, H, W) -> parity sub-grids (P, 4, H/2, W/2), index 2 * (row parity) + column parity
     for the sub-grid a pass codes, each offset (dy, dx) reads one sub-grid at a fixed shift:
         source parity = ((r + dy) % 2, (s + dx) % 2),  shift = ((r + dy) // 2, (s + dx) // 2)
-    -> one small dense kernel per source sub-grid (12 offsets become a 4x4, or a 3x2 plus a 2x3, kernel)
+    -> one kernel over all four sub-grids (4, kh, kw) spanning the shifts, zero where no offset lands
     parent (i // 2, j // 2) of every position of a sub-grid at (a, b) is (a, b) of the coarser plane
     -> one 3x3 convolution of the coarser plane serves all four sub-grids
 
@@ -48,37 +48,32 @@ def spatial_preactivation(subgrids: Tensor, weight: Tensor, offsets: tuple[tuple
     """Sum over ``offsets`` of weight[:, k] * plane[position + offsets[k]] at every position of one sub-grid.
 
     subgrids (P, 4, h, w), weight (hidden, len(offsets)) -> (P, hidden, h, w).  Differentiable in both.
+    One convolution reads all four sub-grids through a kernel that is zero where no offset lands: about 1.6x
+    faster, forward and backward, than one single-channel convolution per source sub-grid, although it
+    multiplies by those zeros (the per-call cost of these tiny convolutions dominates their arithmetic).
     """
-    total = None
-    for source, (top, left, kh, kw), columns, cells in kernel_layout(offsets, parity):
-        index = torch.tensor(cells, device=weight.device)
-        kernel = weight.new_zeros(weight.shape[0], kh * kw).index_copy(1, index, weight[:, list(columns)])
-        # Negative padding crops: the output keeps the sub-grid's size, output (a, b) reading (a + sy, b + sx).
-        source_grid = F.pad(subgrids[:, source:source + 1], (-left, left + kw - 1, -top, top + kh - 1))
-        term = F.conv2d(source_grid, kernel.reshape(-1, 1, kh, kw))
-        total = term if total is None else total + term
-    assert total is not None, "a pass with spatial context needs at least one offset"
-    return total
+    (top, left, kh, kw), cells = kernel_layout(offsets, parity)
+    index = torch.tensor(cells, device=weight.device)
+    kernel = weight.new_zeros(weight.shape[0], 4 * kh * kw).index_copy(1, index, weight)
+    # Negative padding crops: the output keeps the sub-grid's size, output (a, b) reading (a + sy, b + sx).
+    shifted = F.pad(subgrids, (-left, left + kw - 1, -top, top + kh - 1))
+    return F.conv2d(shifted, kernel.reshape(-1, 4, kh, kw))
 
 
 @lru_cache(maxsize=16)
 def kernel_layout(offsets: tuple[tuple[int, int], ...], parity: tuple[int, int]
-                  ) -> tuple[tuple[int, tuple[int, int, int, int], tuple[int, ...], tuple[int, ...]], ...]:
-    """Per source sub-grid: (source index, (top shift, left shift, kernel height, kernel width), the offsets'
-    indexes in ``offsets``, their flat cells in the kernel).  Fixed per pass, so worked out once."""
+                  ) -> tuple[tuple[int, int, int, int], tuple[int, ...]]:
+    """((top shift, left shift, kernel height, kernel width), each offset's flat cell in a (4, height, width)
+    kernel over the sub-grids, in the order of ``offsets``): the box spans every offset's shift, whatever its
+    source sub-grid.  Fixed per pass, so worked out once."""
     r, s = parity
-    by_source: dict[int, list[tuple[int, int, int]]] = {}
-    for k, (dy, dx) in enumerate(offsets):
-        source = 2 * ((r + dy) % 2) + (s + dx) % 2
-        by_source.setdefault(source, []).append((k, (r + dy) // 2, (s + dx) // 2))
-    layout = []
-    for source, taps in sorted(by_source.items()):
-        top, bottom = min(t[1] for t in taps), max(t[1] for t in taps)
-        left, right = min(t[2] for t in taps), max(t[2] for t in taps)
-        kh, kw = bottom - top + 1, right - left + 1
-        cells = tuple((sy - top) * kw + (sx - left) for _, sy, sx in taps)
-        layout.append((source, (top, left, kh, kw), tuple(k for k, _, _ in taps), cells))
-    return tuple(layout)
+    # Offset (dy, dx) of a position of parity (r, s) lands on sub-grid 2 * row parity + column parity, shifted.
+    taps = [(2 * ((r + dy) % 2) + (s + dx) % 2, (r + dy) // 2, (s + dx) // 2) for dy, dx in offsets]
+    top, bottom = min(t[1] for t in taps), max(t[1] for t in taps)
+    left, right = min(t[2] for t in taps), max(t[2] for t in taps)
+    kh, kw = bottom - top + 1, right - left + 1
+    cells = tuple(source * kh * kw + (sy - top) * kw + (sx - left) for source, sy, sx in taps)
+    return (top, left, kh, kw), cells
 
 
 def coarse_preactivation(coarser: Tensor, weight: Tensor) -> Tensor:

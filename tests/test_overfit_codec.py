@@ -4,6 +4,7 @@ fitted, exact context arithmetic, bit-exact latents in another process, corrupt 
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,10 @@ from polycodec.evaluation.runner import resolve_codecs
 from polycodec.bitstream import Modality
 from polycodec.models.image import checkerboard
 from polycodec.models.overfit import (PASSES, SPLIT_PASSES, ContextModel, FixedPointMLP, OverfitConfig,
-                                      OverfitImageModel, downscale2x, pass_masks, soft_round, upsample2x)
-from polycodec.training.overfit import Preset, fit, optimise
+                                      OverfitImageModel, downscale2x, pass_masks, rate_after_first_layer,
+                                      soft_round, upsample2x)
+from polycodec.runtime import compiled
+from polycodec.training.overfit import Preset, _probe_rate, fit, optimise
 
 STEPS = 40
 DATA = Path(__file__).parent / "data"
@@ -180,6 +183,32 @@ def test_fitting_rate_by_parity_convolutions_equals_the_gathered_context(height,
     parameters = [*model.latents, *model.context.parameters()]
     for a, b in zip(torch.autograd.grad(reference, parameters), torch.autograd.grad(fast, parameters)):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+
+
+def test_a_compiled_rate_scores_as_the_plain_one_and_the_fit_puts_the_plain_one_back():
+    torch.manual_seed(1)
+    model = OverfitImageModel(OverfitConfig(), 37, 53, 3)
+    with torch.no_grad():
+        for plane in model.latents:
+            plane.normal_(0, 2)
+        for p in model.context.parameters():
+            p.normal_(0, 0.3)
+    latents = model.quantized_latents("noise")
+    parameters = [*model.latents, *model.context.parameters(), model.scale_shifts]
+    plain = model.latent_bits(latents)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.rate_after_first_layer = compiled(rate_after_first_layer, _probe_rate(model))
+    # Compiled where a compiler is at hand (CI's machine has one); elsewhere the plain function, with a warning.
+    assert model.rate_after_first_layer is not rate_after_first_layer or any(
+        issubclass(w.category, RuntimeWarning) for w in caught)
+    fast = model.latent_bits(latents)
+    assert torch.allclose(fast, plain, rtol=1e-5)
+    for a, b in zip(torch.autograd.grad(plain, parameters), torch.autograd.grad(fast, parameters)):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+    preset = Preset(steps=2, compile_min_pixel_steps=0)
+    assert preset.compiles(1) and not Preset(steps=2).compiles(37 * 53)
+    assert fit(photo(37, 53), LAMBDAS[2], preset).rate_after_first_layer is rate_after_first_layer
 
 
 @pytest.mark.parametrize("channels", [3, 1])
