@@ -167,16 +167,22 @@ def gathered_bits(model: OverfitImageModel, latents: list[torch.Tensor]) -> torc
     return bits
 
 
-@pytest.mark.parametrize("split_anchors", [True, False])
-@pytest.mark.parametrize("height, width, channels", [(37, 53, 3), (16, 24, 1), (5, 3, 3), (11, 2, 1)])
-def test_fitting_rate_by_parity_convolutions_equals_the_gathered_context(height, width, channels, split_anchors):
+def random_model(config: OverfitConfig, height: int, width: int, channels: int) -> OverfitImageModel:
+    """A model with busy latents and context weights, so that every table and gradient has work to do."""
     torch.manual_seed(1)
-    model = OverfitImageModel(OverfitConfig(split_anchors=split_anchors), height, width, channels)
+    model = OverfitImageModel(config, height, width, channels)
     with torch.no_grad():
         for plane in model.latents:
             plane.normal_(0, 2)
         for p in model.context.parameters():
             p.normal_(0, 0.3)
+    return model
+
+
+@pytest.mark.parametrize("split_anchors", [True, False])
+@pytest.mark.parametrize("height, width, channels", [(37, 53, 3), (16, 24, 1), (5, 3, 3), (11, 2, 1)])
+def test_fitting_rate_by_parity_convolutions_equals_the_gathered_context(height, width, channels, split_anchors):
+    model = random_model(OverfitConfig(split_anchors=split_anchors), height, width, channels)
     latents = model.quantized_latents("noise")
     reference, fast = gathered_bits(model, latents), model.latent_bits(latents)
     assert torch.allclose(fast, reference, rtol=1e-5)
@@ -186,13 +192,7 @@ def test_fitting_rate_by_parity_convolutions_equals_the_gathered_context(height,
 
 
 def test_a_compiled_rate_scores_as_the_plain_one_and_the_fit_puts_the_plain_one_back():
-    torch.manual_seed(1)
-    model = OverfitImageModel(OverfitConfig(), 37, 53, 3)
-    with torch.no_grad():
-        for plane in model.latents:
-            plane.normal_(0, 2)
-        for p in model.context.parameters():
-            p.normal_(0, 0.3)
+    model = random_model(OverfitConfig(), 37, 53, 3)
     latents = model.quantized_latents("noise")
     parameters = [*model.latents, *model.context.parameters(), model.scale_shifts]
     plain = model.latent_bits(latents)
