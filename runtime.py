@@ -6,7 +6,7 @@ hands blocks that large back to the kernel on free and maps them afresh on the n
 step pays for page faults and kernel zeroing of memory it just released (expensive in a virtual machine).
 Raising the mmap and trim thresholds keeps that memory in the process for reuse: on its own it made a
 fitting step of a 768x512 image on one thread about 1.2x faster (steps timed with and without it,
-alternating); on 512x512 photos it gained nothing measurable (README, "Encode time").
+alternating); on 512x512 photos it gained nothing measurable (docs/overfit.md, "Encode time").
 """
 
 from __future__ import annotations
@@ -60,10 +60,10 @@ def compiled(function: F, probe: Callable[[Callable], None]) -> F:
 
     Why: on the CPU, eager PyTorch runs a chain of elementwise operations as one pass over memory each, and
     their backward as as many again; compiled, the chain becomes one loop.  Compiling needs a C++ compiler
-    and takes seconds (about 8 s the first time on 2 cores, 1 to 2 s once the compiled kernels are in
-    PyTorch's cache), so callers use it only for long runs.  ``probe(candidate)`` runs the candidate forward
-    and backward on small inputs; if that raises (no compiler, an unsupported platform), or the environment
-    variable ``POLYCODEC_NO_COMPILE`` is set, the plain function is used, with a warning in the first case.
+    and takes seconds (4 to 8 s on this project's 2-core machine), so callers use it only for long runs.
+    ``probe(candidate)`` runs the candidate forward and backward on small inputs; if that raises (no
+    compiler, an unsupported platform), or the environment variable ``POLYCODEC_NO_COMPILE`` is set, the
+    plain function is used, with a warning in the first case.
     """
     if function not in _compiled:
         _compiled[function] = function

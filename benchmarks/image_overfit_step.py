@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 
 import torch
@@ -67,7 +68,7 @@ def main() -> None:
             cells.append(f"{wall:16.3f} {cpu:16.3f}")
         print(f"{round_:>5} " + " ".join(cells))
     for variant in variants:
-        print(f"{variant}: median {sorted(totals[variant])[len(totals[variant]) // 2]:.3f} s per step; "
+        print(f"{variant}: median {statistics.median(totals[variant]):.3f} s per step; "
               f"first 2-step fit {first[variant]:.1f} s")
 
 

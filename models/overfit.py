@@ -361,7 +361,8 @@ def rate_after_first_layer(pre: Tensor, values: Tensor, shifts: Tensor, layers: 
 
     Clamping before exp gives the likelihood the entropy model gives (it clamps the scale after), but a
     log-scale pushed far out cannot overflow to inf * 0 = nan gradients.  A function of tensors alone, so the
-    fit can compile it (``OverfitImageModel.rate_after_first_layer``): about a fifth of a step is spent here.
+    fit can compile it (``OverfitImageModel.rate_after_first_layer``): about a third of an uncompiled step
+    is spent here.
     No float arguments: torch 2.9's compiled form, first run with other floats, was seen to keep using them.
     """
     x = pre

@@ -9,8 +9,8 @@ Cool-chic and C3: first a smooth proxy of rounding lets the latents move freely 
 uniform noise, soft rounding again, with the soft rounding sharpening as the phase goes on; or plain
 noise), then they are rounded with straight-through gradients at a lower learning rate so the networks
 adapt to the integers they will really see; the fit ends on that phase's best parameters, not its last.
-A preset is a step budget; the time per step grows with the pixel count (about 0.3 s for 768x512 on 2 quiet
-CPU cores, README).
+A preset is a step budget; the time per step grows with the pixel count (for 768x512 on 2 CPU cores, about
+0.3 s on a quiet host before the rate was compiled, docs/overfit.md; 0.55 s on a busy one with it, README).
 """
 
 from __future__ import annotations
@@ -34,40 +34,42 @@ class Preset:
     latent_learning_rate: float = 5e-2
     # Share of the steps spent in the straight-through phase.  0.05, not 0.2: on a 256x256 crop of baboon (q3)
     # the coded RD loss was 1.6 % lower at 2,000 steps and 0.6 % at 600; with 0.2 that phase's loss at lr 1e-3
-    # turned upward after about 120 steps of it (README, "How the settings were chosen").
+    # turned upward after about 120 steps of it (docs/overfit.md, "How the settings were chosen").
     rounding_fraction: float = 0.05
     rounding_learning_rate: float = 1e-3
     # Start from a quantized Laplacian pyramid of the image instead of zero latents when lambda is at most
     # this (quality 4 and up; 0: never, math.inf: always).  At high rates the latents must carry fine detail,
     # which a fit from zero reaches late; at low rates the pyramid's start costs bits the fit then has to
     # shed.  On 256x256 crops of fruits and home at 600 steps it gained 0.13 to 1.32 dB against AVIF at
-    # qualities 4 and 5, and moved qualities 1 to 3 by -0.98 to +0.17 dB (README, "How the settings were
-    # chosen").  Not with ``half_size_steps``, which chooses the starting latents itself.
+    # qualities 4 and 5, and moved qualities 1 to 3 by -0.98 to +0.17 dB (docs/overfit.md, "How the
+    # settings were chosen").  Not with ``half_size_steps``, which chooses the starting latents itself.
     pyramid_start_max_lambda: float = 0.002
     # From the pyramid start, the learning rates rise linearly from zero over this share of the steps.  Adam's
     # first steps move every parameter by about the learning rate whatever its gradient, which scrambles the
     # synthesis the pyramid start sets up; on 256x256 crops of fruits and home at qualities 4 and 5 (600
-    # steps) a 10 % warm-up gained 0.20 to 0.43 dB against AVIF (README).  Fits from zero latents have none.
+    # steps) a 10 % warm-up gained 0.20 to 0.43 dB against AVIF (docs/overfit.md).  Fits from zero latents have
+    # none.
     pyramid_warmup_fraction: float = 0.1
     # Soft rounding around the noise in the first phase (C3): its temperature falls linearly from the first
     # value to the second over that phase.  None: plain additive noise.  On 256x256 crops at 600 steps it
     # gained 0.1 to 3.8 dB over plain noise at equal rate; 0.5 -> 0.1 and 0.3 -> 0.03 were within 0.2 dB on
-    # three of four points (README, "How the settings were chosen").
+    # three of four points (docs/overfit.md, "How the settings were chosen").
     soft_rounding: tuple[float, float] | None = (0.3, 0.1)
     # Steps of a fit to the image at half size (2x2 means) before the full-size fit, whose coarser levels,
     # context and synthesis it then starts from (see OverfitImageModel.adopt_half_resolution).  A half-size
     # step costs about a third of a full-size one.  0: none, as in every preset: at about equal time it was
-    # 11 % better (BD-rate) on one photo and 12 % worse on another (README).
+    # 11 % better (BD-rate) on one photo and 12 % worse on another (docs/overfit.md).
     half_size_steps: int = 0
     # Code the anchors in two passes (OverfitConfig.split_anchors) only when lambda is at least this (quality
     # 3 and down; 0: always, math.inf: never).  On 256x256 crops of fruits and home at 600 steps the split
     # gained 0.01 to 0.14 dB against AVIF at equal rate at qualities 1 to 3 and lost 0.03 to 0.23 dB at
-    # qualities 4 and 5, where the dense latents already have neighbours worth reading (README).
+    # qualities 4 and 5, where the dense latents already have neighbours worth reading (docs/overfit.md).
     split_anchors_min_lambda: float = 0.004
     # Compile the context's rate (torch.compile, see polycodec.runtime.compiled) for fits of at least this many
-    # pixel-steps (steps x pixels; math.inf: never).  It cut a step at 768x512 on 2 threads from about 0.55 to
-    # 0.43 s, and compiling costs about 8 s in a fresh environment (1 to 2 s once cached), which a fit of 10^8
-    # pixel-steps (250 steps at that size) more than earns back; small fits, such as the tests', stay eager.
+    # pixel-steps (steps x pixels; math.inf: never).  It cut a step at 768x512 on 2 threads from 0.78 to 0.55 s
+    # (medians, benchmarks/image_overfit_step.py, README), and compiling costs 4 to 8 s, which a fit of 10^8
+    # pixel-steps (250 steps at that size) earns back several times over; small fits, such as the tests', stay
+    # eager.
     compile_min_pixel_steps: float = 1e8
 
     def __post_init__(self) -> None:
@@ -108,7 +110,7 @@ class Preset:
 
 # Step budgets.  Medium 3,000, not 2,000: on a 256x256 crop of baboon (q3, benchmarks/image_overfit_rounding.py)
 # 3,000 steps gave a stream RD loss 2.3 % lower in 1.4x the time.  (With the earlier 20 % straight-through
-# phase, whose loss rose as it went on, 2,700 steps had measured worse than 2,000: README.)
+# phase, whose loss rose as it went on, 2,700 steps had measured worse than 2,000: docs/overfit.md.)
 PRESETS = {"fast": Preset(steps=600), "medium": Preset(steps=3000), "slow": Preset(steps=6000)}
 
 Progress = Callable[[int, int, float, float], None]  # (step, steps, bpp, psnr)
