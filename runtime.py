@@ -52,11 +52,12 @@ def retain_freed_memory() -> bool:
 
 
 F = TypeVar("F", bound=Callable)
-_compiled: dict[Callable, Callable] = {}
+_compiled: dict[tuple[Callable, str], Callable] = {}
 
 
-def compiled(function: F, probe: Callable[[Callable], None]) -> F:
-    """``torch.compile(function, dynamic=True)`` if it works here, else ``function`` itself; one per function.
+def compiled(function: F, probe: Callable[[Callable], None], device: str = "cpu") -> F:
+    """``torch.compile(function, dynamic=True)`` if it works on ``device``, else ``function`` itself; tried once
+    per function and device.
 
     Why: on the CPU, eager PyTorch runs a chain of elementwise operations as one pass over memory each, and
     their backward as as many again; compiled, the chain becomes one loop.  Compiling needs a C++ compiler
@@ -65,23 +66,25 @@ def compiled(function: F, probe: Callable[[Callable], None]) -> F:
     compiler, an unsupported platform), or the environment variable ``POLYCODEC_NO_COMPILE`` is set, the
     plain function is used, with a warning in the first case.
     """
-    if function not in _compiled:
-        _compiled[function] = function
+    key = (function, device)
+    if key not in _compiled:
+        _compiled[key] = function
         if not os.environ.get("POLYCODEC_NO_COMPILE"):
             import torch  # here, not at the top: this module's other helper must not need torch
 
             candidate = torch.compile(function, dynamic=True)
             quiet = logging.getLogger("torch.utils.cpp_extension")  # "no CUDA runtime is found" on CPU hosts
-            level, quiet.level = quiet.level, logging.ERROR
+            level = quiet.level
+            quiet.setLevel(logging.ERROR)
             try:
                 probe(candidate)
-                _compiled[function] = candidate
+                _compiled[key] = candidate
             except Exception as error:  # noqa: BLE001 -- any failure to compile means: run it eagerly
                 warnings.warn(f"torch.compile is unavailable here ({type(error).__name__}: {error}); "
                               f"running {function.__name__} uncompiled", RuntimeWarning, stacklevel=2)
             finally:
                 quiet.setLevel(level)
-    return _compiled[function]  # type: ignore[return-value]
+    return _compiled[key]  # type: ignore[return-value]
 
 
 __all__ = ["compiled", "retain_freed_memory"]

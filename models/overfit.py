@@ -328,9 +328,9 @@ class Synthesis(nn.Module):
 
     def __init__(self, levels: int, width: int, channels: int) -> None:
         super().__init__()
-        # The per-pixel layers are Linear weights applied as matrix products over all pixels (forward): on the
-        # CPU about twice as fast to fit as the equivalent 1x1 convolutions, whose backward pass is slow for
-        # so few channels.
+        # The per-pixel layers keep Linear weights and run as one matrix product over all pixels (forward): on
+        # the CPU about twice as fast to fit as the equivalent 1x1 convolutions, whose backward pass is slow
+        # for so few channels.
         self.mix = nn.Linear(levels, width)
         self.project = nn.Linear(width, channels)
         self.refine = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
@@ -362,8 +362,8 @@ def rate_after_first_layer(pre: Tensor, values: Tensor, shifts: Tensor, layers: 
     Clamping before exp gives the likelihood the entropy model gives (it clamps the scale after), but a
     log-scale pushed far out cannot overflow to inf * 0 = nan gradients.  A function of tensors alone, so the
     fit can compile it (``OverfitImageModel.rate_after_first_layer``): about a third of an uncompiled step
-    is spent here.
-    No float arguments: torch 2.9's compiled form, first run with other floats, was seen to keep using them.
+    is spent here.  No float arguments: torch 2.9's compiled form, first run with other floats, was seen to
+    keep using them.
     """
     x = pre
     for weight, bias in layers[:-1]:
@@ -374,7 +374,6 @@ def rate_after_first_layer(pre: Tensor, values: Tensor, shifts: Tensor, layers: 
     mean, log_scale = (x * weight[0]).sum(1) + bias[0], (x * weight[1]).sum(1) + bias[1]
     log_scale = (log_scale + shifts).clamp(*LOG_SCALE_RANGE)
     return -torch.log2(laplace_bin_likelihood(values, mean, torch.exp(log_scale))).sum()
-
 
 
 def soft_round(y: Tensor, temperature: float) -> Tensor:

@@ -152,7 +152,7 @@ def fit(image: Tensor, lam: float, preset: Preset, config: OverfitConfig = Overf
             model.adopt_half_resolution(half)
         warmup = round(preset.pyramid_warmup_fraction * preset.steps) if from_pyramid else 0
         if preset.compiles(model.num_pixels):
-            model.rate_after_first_layer = compiled(rate_after_first_layer, _probe_rate(model))
+            model.rate_after_first_layer = compiled(rate_after_first_layer, _probe_rate(model), device.type)
         optimise(model, image, lam, preset, _shifted(progress, total - preset.steps, total), warmup)
         model.rate_after_first_layer = rate_after_first_layer
         return model
@@ -163,14 +163,15 @@ def fit(image: Tensor, lam: float, preset: Preset, config: OverfitConfig = Overf
 def _probe_rate(model: OverfitImageModel) -> Callable[[Callable], None]:
     """A trial of a compiled :func:`rate_after_first_layer` on inputs shaped as ``model``'s fit will give it."""
     def probe(candidate: Callable) -> None:
-        with torch.random.fork_rng():
-            net = model.context.other
+        with torch.random.fork_rng():  # the trial draws no numbers from the fit's generators
+            net, device = model.context.other, model.scale_shifts.device  # the device the fit runs on
             layers = [(nn.Parameter(layer.weight.detach().clone()), nn.Parameter(layer.bias.detach().clone()))
                       for layer in net.layers[1:]]
             # Everything requires grad, as in the fit (latents and shifts are fitted too): a trial without
             # would compile another graph than the fit's, and the fit would compile its own again.
-            pre = torch.randn(64, net.layers[0].out_features, requires_grad=True)
-            values, shifts = torch.randn(64).round().requires_grad_(), torch.zeros(64, requires_grad=True)
+            pre = torch.randn(64, net.layers[0].out_features, device=device, requires_grad=True)
+            values = torch.randn(64, device=device).round().requires_grad_()
+            shifts = torch.zeros(64, device=device, requires_grad=True)
             candidate(pre, values, shifts, layers).backward()
     return probe
 
