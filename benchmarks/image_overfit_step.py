@@ -5,9 +5,9 @@
 
 Fits the top-left crop of one photo at quality 3 for ``--steps`` steps per variant and round, the variants
 alternating so that a busy host slows them alike; prints wall and CPU seconds per step and the one-off cost
-of the first fit of each variant (for ``compiled``: compiling, about 8 s in a fresh environment, 1 to 2 s
-from PyTorch's cache).  To time another checkout's fitting with the same script, put that checkout first on
-PYTHONPATH and ask for ``--variants eager`` (a checkout without the compiled rate knows no other).
+of the first fit of each variant (for ``compiled`` that includes compiling: 4 to 7 s more than ``eager`` on
+this project's 2-core machine).  To time another checkout's fitting with the same script, put that checkout
+first on PYTHONPATH and ask for ``--variants eager`` (a checkout without the compiled rate knows no other).
 """
 
 from __future__ import annotations
