@@ -61,7 +61,7 @@ def compiled(function: F, probe: Callable[[Callable], None], device: str = "cpu"
 
     Why: on the CPU, eager PyTorch runs a chain of elementwise operations as one pass over memory each, and
     their backward as as many again; compiled, the chain becomes one loop.  Compiling needs a C++ compiler
-    and takes seconds (4 to 8 s on this project's 2-core machine), so callers use it only for long runs.
+    and takes seconds (4 to 7 s on this project's 2-core machine), so callers use it only for long runs.
     ``probe(candidate)`` runs the candidate forward and backward on small inputs; if that raises (no
     compiler, an unsupported platform), or the environment variable ``POLYCODEC_NO_COMPILE`` is set, the
     plain function is used, with a warning in the first case.

@@ -67,7 +67,7 @@ class Preset:
     split_anchors_min_lambda: float = 0.004
     # Compile the context's rate (torch.compile, see polycodec.runtime.compiled) for fits of at least this many
     # pixel-steps (steps x pixels; math.inf: never).  It cut a step at 768x512 on 2 threads from 0.78 to 0.55 s
-    # (medians, benchmarks/image_overfit_step.py, README), and compiling costs 4 to 8 s, which a fit of 10^8
+    # (medians, benchmarks/image_overfit_step.py, README), and compiling costs 4 to 7 s, which a fit of 10^8
     # pixel-steps (250 steps at that size) earns back several times over; small fits, such as the tests', stay
     # eager.
     compile_min_pixel_steps: float = 1e8
