@@ -37,6 +37,7 @@ VARIANTS = {  # name -> Preset overrides (and OverfitConfig overrides under "con
     "soft": dict(),
     "soft-0.5": dict(soft_rounding=(0.5, 0.1)),
     "soft-0.03": dict(soft_rounding=(0.3, 0.03)),
+    "uniform-noise": dict(pyramid_noise=None),  # uniform noise from the pyramid start too (before 2026-12-07)
     "latent-lr-0.1": dict(latent_learning_rate=0.1),
     "rounding-0.1": dict(rounding_fraction=0.1),
     "rounding-0.4": dict(rounding_fraction=0.4),

@@ -447,22 +447,30 @@ class OverfitImageModel(nn.Module):
         order = sorted(range(len(self.planes)), key=lambda i: (-self.planes[i][0], self.planes[i][1]))
         return [(i, index.get((self.planes[i][0] + 1, self.planes[i][1]))) for i in order]
 
-    def quantized_latents(self, mode: str, temperature: float = 0.3) -> list[Tensor]:
+    def quantized_latents(self, mode: str, temperature: float = 0.3, noise: float | None = None) -> list[Tensor]:
         """Latents as the synthesis and the rate term see them while fitting, or rounded.
 
         'noise': additive uniform noise; 'softround': soft rounding, noise, soft rounding again (C3's proxy,
-        sharper as ``temperature`` falls); 'ste': rounding with straight-through gradients; 'round': plain.
+        sharper as ``temperature`` falls), the noise uniform on +-1/2 or, given ``noise``, Gaussian with that
+        standard deviation; 'ste': rounding with straight-through gradients; 'round': plain.
         """
         if mode == "noise":
             return [y + torch.empty_like(y).uniform_(-0.5, 0.5) for y in self.latents]
         if mode == "softround":
-            return [soft_round(soft_round(y, temperature) + torch.empty_like(y).uniform_(-0.5, 0.5), temperature)
+            return [soft_round(soft_round(y, temperature) + self._noise_like(y, noise), temperature)
                     for y in self.latents]
         if mode == "ste":
             return [round_ste(y) for y in self.latents]
         if mode == "round":
             return [torch.round(y.detach()) for y in self.latents]
         raise ValueError(f"unknown quantization mode {mode!r}")
+
+    @staticmethod
+    def _noise_like(y: Tensor, std: float | None) -> Tensor:
+        """Uniform noise on +-1/2 (None) or Gaussian noise of standard deviation ``std``, shaped as ``y``."""
+        if std is None:
+            return torch.empty_like(y).uniform_(-0.5, 0.5)
+        return torch.randn_like(y) * std
 
     def upsampled(self, latents: list[Tensor]) -> Tensor:
         """Latent planes -> (1, planes, H, W), each brought to full size by repeated :func:`upsample2x`."""
@@ -559,9 +567,10 @@ class OverfitImageModel(nn.Module):
             raise ValueError("every plane of a level must have a coarser plane, or none may")
         return [(planes, None if None in parents else parents) for planes, parents in groups.values()]
 
-    def forward(self, mode: str = "noise", temperature: float = 0.3) -> tuple[Tensor, Tensor]:
-        """-> (image (1, C, H, W), latent bits)."""
-        latents = self.quantized_latents(mode, temperature)
+    def forward(self, mode: str = "noise", temperature: float = 0.3,
+                noise: float | None = None) -> tuple[Tensor, Tensor]:
+        """-> (image (1, C, H, W), latent bits); the arguments as :meth:`quantized_latents` takes them."""
+        latents = self.quantized_latents(mode, temperature, noise)
         return self.synthesize(latents), self.latent_bits(latents)
 
     @torch.no_grad()

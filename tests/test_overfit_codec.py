@@ -295,6 +295,43 @@ def test_warm_up_keeps_the_first_steps_small():
     assert moves[1] < 0.2 * moves[0]  # lr 1.1e-3 against 1.1e-2 in this one step
 
 
+def test_gaussian_noise_reaches_the_soft_rounding_from_the_pyramid_start_only():
+    with pytest.raises(ValueError, match="pyramid_noise"):
+        Preset(steps=1, pyramid_noise=(0.25, -0.1))
+    model = OverfitImageModel(OverfitConfig(), 12, 16)
+    with torch.no_grad():
+        for y in model.latents:
+            y.normal_(0, 2)
+        plain = [soft_round(soft_round(y, 0.2), 0.2) for y in model.latents]
+        # A standard deviation of 0 leaves soft rounding alone; uniform noise (None) and 0.25 move it, by their
+        # size.
+        assert all(torch.equal(a, b) for a, b in zip(model.quantized_latents("softround", 0.2, 0.0), plain))
+        spread = {}
+        for std in (None, 0.25, 0.05):
+            torch.manual_seed(0)
+            noisy = model.quantized_latents("softround", 0.2, std)
+            spread[std] = float(torch.cat([(a - b).reshape(-1) for a, b in zip(noisy, plain)]).std())
+    assert spread[0.05] < 0.5 * spread[0.25] and spread[0.25] > 0.05 and spread[None] > 0.05
+
+    # The fit passes the preset's pyramid noise only when it starts from the pyramid (quality 4 and up).
+    image, seen = photo(16, 24), []
+    original = OverfitImageModel.quantized_latents
+
+    def spy(self, mode, temperature=0.3, noise=None):
+        seen.append((mode, noise))
+        return original(self, mode, temperature, noise)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OverfitImageModel, "quantized_latents", spy)
+        preset = Preset(steps=3, rounding_fraction=0.0, pyramid_noise=(0.3, 0.1))
+        fit(image, LAMBDAS[3], preset)
+        assert seen == [("softround", pytest.approx(0.3)), ("softround", pytest.approx(0.2)),
+                        ("softround", pytest.approx(0.1))]
+        seen.clear()
+        fit(image, LAMBDAS[2], preset)
+        assert seen == [("softround", None)] * 3
+
+
 @pytest.mark.parametrize("passes", [PASSES, SPLIT_PASSES])
 def test_passes_cover_every_position_once(passes):
     masks = pass_masks(5, 6)
