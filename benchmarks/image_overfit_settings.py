@@ -37,8 +37,8 @@ VARIANTS = {  # name -> Preset overrides (and OverfitConfig overrides under "con
     "soft": dict(),
     "soft-0.5": dict(soft_rounding=(0.5, 0.1)),
     "soft-0.03": dict(soft_rounding=(0.3, 0.03)),
-    "uniform-noise": dict(pyramid_noise=None),
-    "rate-on-tables": dict(rate_on_tables=True),  # the fit scores the rate on the coded tables' means and scales  # uniform noise from the pyramid start too (before 2026-12-07)
+    "uniform-noise": dict(pyramid_noise=None),  # uniform noise from the pyramid start too (before 2026-12-07)
+    "rate-on-tables": dict(rate_on_tables=True),  # the fit scores the rate on the coded tables' means and scales
     "latent-lr-0.1": dict(latent_learning_rate=0.1),
     "rounding-0.1": dict(rounding_fraction=0.1),
     "rounding-0.4": dict(rounding_fraction=0.4),
