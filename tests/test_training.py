@@ -146,7 +146,7 @@ def test_loss_goes_down_on_a_fixed_batch(images):
 # -- training, resuming, export -------------------------------------------------------------------------------
 def test_train_resume_export_reload(images, tmp_path):
     from polycodec.training.export import load_checkpoint, load_exported, model_from_checkpoint
-    from polycodec.training.train import train
+    from polycodec.training.train import build, train
 
     out = tmp_path / "run"
     trainer = train(load_config(ROOT / "configs/image.yaml", tiny(images, out, "trainer.max_steps=3")))
@@ -192,6 +192,14 @@ def test_train_resume_export_reload(images, tmp_path):
     assert torch.equal(a["x_hat"], b["x_hat"])
     assert all(torch.equal(a["likelihoods"][k], b["likelihoods"][k]) for k in ("y", "z"))
     assert main(["export", str(checkpoints / "last.ckpt"), str(export_dir)]) == 2  # no silent overwrite
+
+    # An exported folder starts a new run (trainer.init_from): its weights, not a fresh initialisation; only the
+    # coding tables, rebuilt at export, are left as they are.
+    _, module, _ = build(load_config(ROOT / "configs/image.yaml", tiny(
+        images, tmp_path / "stage2", f"trainer.init_from={export_dir}")))
+    started = module.model.state_dict()
+    taken = [k for k in reloaded.state_dict() if "table_" not in k]
+    assert len(taken) > 50 and all(torch.equal(started[k], reloaded.state_dict()[k]) for k in taken)
 
 
 def test_checkpoints_needing_arbitrary_pickles_are_refused(tmp_path):

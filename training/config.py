@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
         "gamma": 0.1,
     },
     "trainer": {
-        "init_from": "",  # a checkpoint whose tensors of matching name and shape start the model (fine-tuning)
+        "init_from": "",  # a checkpoint or exported folder whose tensors of matching name and shape start the model
         "max_steps": 20000,
         "seed": 0,
         "precision": "32-true",

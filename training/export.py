@@ -118,8 +118,9 @@ def _readable(*paths: Path) -> None:
         os.chmod(path, 0o666 & ~umask)
 
 
-def load_exported(out_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """An exported folder -> the model, strict state load, in eval mode (ready for compress/decompress)."""
+def _read_exported(out_dir: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, Any],
+                                                                                     dict[str, torch.Tensor]]:
+    """An exported folder's config.json (format checked) and its state_dict."""
     out_dir = Path(out_dir)
     weights, config_file = out_dir / WEIGHTS, out_dir / CONFIG
     if not weights.is_file() or not config_file.is_file():
@@ -127,6 +128,18 @@ def load_exported(out_dir: str | Path, device: str | torch.device = "cpu") -> nn
     meta = json.loads(config_file.read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{config_file}: export format {meta.get('format')!r} is not {FORMAT}")
+    return meta, load_file(str(weights), device=str(device))
+
+
+def load_exported_state(out_dir: str | Path) -> dict[str, torch.Tensor]:
+    """An exported folder's state_dict as float32 (weights exported with ``half`` are widened), for training."""
+    _, state = _read_exported(out_dir)
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def load_exported(out_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """An exported folder -> the model, strict state load, in eval mode (ready for compress/decompress)."""
+    meta, state = _read_exported(out_dir, device)
     model = build_model(meta["model"], meta["config"])
-    model.load_state_dict(load_file(str(weights), device=str(device)), strict=True)
+    model.load_state_dict(state, strict=True)
     return model.to(device).eval()

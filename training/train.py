@@ -78,11 +78,16 @@ def modules_for(config: dict) -> tuple[L.LightningModule, L.LightningDataModule]
 
 def warm_start(module: L.LightningModule, checkpoint: str) -> None:
     """Copy every tensor of ``checkpoint`` whose name and shape match into ``module`` (the rest stays as
-    initialised), e.g. to keep a trained encoder and quantizer while a new decoder head learns.  The step
-    count and optimizer start afresh: this is a new run, not a resumed one (use --resume for that)."""
-    from .export import load_checkpoint
+    initialised), e.g. to keep a trained encoder and quantizer while a new decoder head learns, or to train
+    shipped weights further.  ``checkpoint`` is a training checkpoint or an exported folder (``polycodec
+    export``, e.g. ``codecs/weights/image``).  The step count and optimizer start afresh: this is a new run, not
+    a resumed one (use --resume for that)."""
+    from .export import load_checkpoint, load_exported_state
 
-    state = load_checkpoint(checkpoint)["state_dict"]
+    if Path(checkpoint).is_dir():
+        state = {f"model.{name}": tensor for name, tensor in load_exported_state(checkpoint).items()}
+    else:
+        state = load_checkpoint(checkpoint)["state_dict"]
     own = module.state_dict()
     taken = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     module.load_state_dict(taken, strict=False)
