@@ -70,6 +70,8 @@ def add_parsers(sub) -> None:
         epilog="Examples:\n  polycodec train --config configs/image.yaml --max-steps 20000 --data data/train/images\n"
                "  polycodec train --config configs/image.yaml --devices 2 --strategy ddp --accelerator cpu\n"
                "  polycodec train --config configs/image.yaml --resume runs/image/checkpoints/last.ckpt\n"
+               "  polycodec train --config configs/image-cpu.yaml --set trainer.init_from=codecs/weights/image"
+               "   # start from shipped weights\n"
                "  polycodec train --set model.config.channels=64 --set optim.milestones=[16000,19000]",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="recipe YAML (default: built-in defaults, see configs/image.yaml)")
