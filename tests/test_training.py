@@ -200,6 +200,14 @@ def test_train_resume_export_reload(images, tmp_path):
     started = module.model.state_dict()
     taken = [k for k in reloaded.state_dict() if "table_" not in k]
     assert len(taken) > 50 and all(torch.equal(started[k], reloaded.state_dict()[k]) for k in taken)
+    # ... and the export of such a run records what it started from: the first stage's recipe and steps.
+    stage2 = tmp_path / "stage2"
+    train(load_config(ROOT / "configs/image.yaml", tiny(images, stage2, "trainer.max_steps=1",
+                                                        f"trainer.init_from={export_dir}")))
+    assert main(["export", str(stage2 / "checkpoints/last.ckpt"), str(tmp_path / "exported2")]) == 0
+    meta2 = json.loads((tmp_path / "exported2/config.json").read_text())
+    assert meta2["steps"] == 1 and meta2["started_from"]["steps"] == 5
+    assert meta2["started_from"]["recipe"]["trainer"]["max_steps"] == 5 and "started_from" not in meta
 
 
 def test_checkpoints_needing_arbitrary_pickles_are_refused(tmp_path):

@@ -1,7 +1,7 @@
 """Training checkpoint -> shippable model folder, and back to a model.
 
     OUT_DIR/model.safetensors   the model's state_dict (entropy tables included), contiguous CPU tensors
-    OUT_DIR/config.json         {"model", "config", "format": 1, "recipe", "steps"}
+    OUT_DIR/config.json         {"model", "config", "format": 1, "recipe", "steps"[, "started_from"]}
 
 What ships is safetensors + JSON only: no pickle is ever read at load time.  Reading the *training*
 checkpoint is the one place a pickle is opened, and it is opened with ``torch.load(weights_only=True)``:
@@ -84,11 +84,23 @@ def export(checkpoint_path: str | Path, out_dir: str | Path, force: bool = False
             "recipe": hparams.get("recipe"), "steps": int(checkpoint.get("global_step", 0))}
     if fitted is not None:
         meta["tables_fitted_on"] = fitted
+    if (started := _started_from(meta["recipe"])) is not None:
+        meta["started_from"] = started
     # Weights first, config last: a folder with a config.json is a complete export.
     write_atomic(out_dir / WEIGHTS, save(tensors, metadata={"format": str(FORMAT)}), force=True)
     write_atomic(out_dir / CONFIG, (json.dumps(meta, indent=2) + "\n").encode(), force=True)
     _readable(out_dir / WEIGHTS, out_dir / CONFIG)
     return out_dir
+
+
+def _started_from(recipe: dict | None) -> dict | None:
+    """The lineage of a run warm-started from an exported folder: that folder's recipe and steps (and its own
+    lineage), so an export of a second stage still says how every step before it was trained."""
+    folder = Path((recipe or {}).get("trainer", {}).get("init_from") or "")
+    if not (folder / CONFIG).is_file():
+        return None  # no warm start, or one from a training checkpoint (whose recipe is not at hand)
+    before = json.loads((folder / CONFIG).read_text())
+    return {"folder": str(folder), **{k: before[k] for k in ("recipe", "steps", "started_from") if k in before}}
 
 
 def _refit(model: nn.Module, folder: Path, minutes: float) -> dict:
