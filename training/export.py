@@ -99,7 +99,7 @@ def _started_from(recipe: dict | None) -> dict | None:
     folder = Path((recipe or {}).get("trainer", {}).get("init_from") or "")
     if not (folder / CONFIG).is_file():
         return None  # no warm start, or one from a training checkpoint (whose recipe is not at hand)
-    before = json.loads((folder / CONFIG).read_text())
+    before = _read_config(folder / CONFIG)
     return {"folder": str(folder), **{k: before[k] for k in ("recipe", "steps", "started_from") if k in before}}
 
 
@@ -130,28 +130,28 @@ def _readable(*paths: Path) -> None:
         os.chmod(path, 0o666 & ~umask)
 
 
-def _read_exported(out_dir: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, Any],
-                                                                                     dict[str, torch.Tensor]]:
-    """An exported folder's config.json (format checked) and its state_dict."""
+def _read_config(config_file: Path) -> dict[str, Any]:
+    """An export's config.json, its format checked."""
+    meta = json.loads(config_file.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{config_file}: export format {meta.get('format')!r} is not {FORMAT}")
+    return meta
+
+
+def read_exported(out_dir: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, Any],
+                                                                                    dict[str, torch.Tensor]]:
+    """An exported folder's config.json (format checked) and its state_dict, as stored (float16 when exported
+    with ``half``: ``load_state_dict`` casts into the model's float32 tensors)."""
     out_dir = Path(out_dir)
     weights, config_file = out_dir / WEIGHTS, out_dir / CONFIG
     if not weights.is_file() or not config_file.is_file():
         raise FileNotFoundError(f"{out_dir} has no {WEIGHTS} + {CONFIG} (write one with `polycodec export`)")
-    meta = json.loads(config_file.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{config_file}: export format {meta.get('format')!r} is not {FORMAT}")
-    return meta, load_file(str(weights), device=str(device))
-
-
-def load_exported_state(out_dir: str | Path) -> dict[str, torch.Tensor]:
-    """An exported folder's state_dict as float32 (weights exported with ``half`` are widened), for training."""
-    _, state = _read_exported(out_dir)
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return _read_config(config_file), load_file(str(weights), device=str(device))
 
 
 def load_exported(out_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """An exported folder -> the model, strict state load, in eval mode (ready for compress/decompress)."""
-    meta, state = _read_exported(out_dir, device)
+    meta, state = read_exported(out_dir, device)
     model = build_model(meta["model"], meta["config"])
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()

@@ -82,10 +82,10 @@ def warm_start(module: L.LightningModule, checkpoint: str) -> None:
     shipped weights further.  ``checkpoint`` is a training checkpoint or an exported folder (``polycodec
     export``, e.g. ``codecs/weights/image``).  The step count and optimizer start afresh: this is a new run, not
     a resumed one (use --resume for that)."""
-    from .export import load_checkpoint, load_exported_state
+    from .export import load_checkpoint, read_exported
 
     if Path(checkpoint).is_dir():
-        state = {f"model.{name}": tensor for name, tensor in load_exported_state(checkpoint).items()}
+        state = {f"model.{name}": tensor for name, tensor in read_exported(checkpoint)[1].items()}
     else:
         state = load_checkpoint(checkpoint)["state_dict"]
     own = module.state_dict()
