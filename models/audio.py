@@ -57,7 +57,11 @@ class AudioModelConfig:
     latent: int = 128
     quantizer: str = "rvq"  # rvq | rfsq | grvq
     codebook_size: int = 1024  # rvq / grvq; rfsq uses prod(fsq_levels)
-    codebook_dim: int = 16  # rvq / grvq: low-dimensional cosine lookup (DAC's factorized codes)
+    codebook_dim: int | None = None  # rvq / grvq: codeword size; None = the latent's (no projection)
+    # rvq / grvq: "euclidean" (nearest codeword) or "cosine" (nearest direction, unit codewords).  Cosine
+    # codewords carry no magnitude, so the residual never shrinks and stages after the first few add almost
+    # nothing (benchmarks/audio_ceiling.py measured 1.5 and 12 kbps alike); it stays for exports made with it.
+    codebook_lookup: str = "euclidean"
     num_quantizers: int = 16  # stages (per group for grvq)
     groups: int = 2  # grvq only
     fsq_levels: tuple[int, ...] = (8, 5, 5, 5)  # rfsq only: 1000 codes per stage
@@ -171,7 +175,9 @@ class AudioModel(nn.Module):
 
     @staticmethod
     def _build_quantizer(c: AudioModelConfig) -> nn.Module:
-        vq = dict(codebook_dim=c.codebook_dim, cosine=True, kmeans_init=True)
+        if c.codebook_lookup not in ("euclidean", "cosine"):
+            raise ValueError(f"codebook_lookup must be euclidean or cosine, got {c.codebook_lookup!r}")
+        vq = dict(codebook_dim=c.codebook_dim, cosine=c.codebook_lookup == "cosine", kmeans_init=True)
         if c.quantizer == "rvq":
             return ResidualVQ(c.latent, c.codebook_size, c.num_quantizers, dropout=False, **vq)
         if c.quantizer == "rfsq":

@@ -308,6 +308,13 @@ def test_training_export_and_coding_with_the_result(tmp_path):
                  "--bitrate", "0.9"]) == 0
     assert main(["decode", str(tmp_path / "x.pcdc"), str(tmp_path / "y.wav"), "--codec",
                  str(tmp_path / "export")]) == 0
+    # an export written before a model option existed is refused, naming the option, rather than silently
+    # given today's default for it (which may mean something else than what it was trained with)
+    meta = json.loads((tmp_path / "export" / "config.json").read_text())
+    del meta["config"]["codebook_lookup"]
+    (tmp_path / "export" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="codebook_lookup"):
+        load("audio", weights=tmp_path / "export", bitrate=1.8)
 
 
 def test_quantizer_depth_per_step_is_the_same_on_every_rank():

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from PIL import Image
 from safetensors import safe_open
 
@@ -208,6 +209,25 @@ def test_train_resume_export_reload(images, tmp_path):
     meta2 = json.loads((tmp_path / "exported2/config.json").read_text())
     assert meta2["steps"] == 1 and meta2["started_from"]["steps"] == 5
     assert meta2["started_from"]["recipe"]["trainer"]["max_steps"] == 5 and "started_from" not in meta
+
+
+def test_warm_start_takes_a_submodule_whole_or_not_at_all(tmp_path):
+    # A quantizer whose codebook changed size must start afresh (k-means and all): taking its old "initialised"
+    # flag and usage counts beside a new random codebook would skip the initialisation.  The rest is taken.
+    from polycodec.quantizers import VectorQuantizer
+    from polycodec.training.train import warm_start
+
+    def net(codebook_dim: int) -> nn.Module:
+        return nn.ModuleDict({"head": nn.Linear(4, 4), "vq": VectorQuantizer(4, 8, codebook_dim=codebook_dim)})
+
+    old = net(2)
+    old.vq(torch.randn(64, 4))  # k-means initialisation
+    assert bool(old.vq.initialised)
+    torch.save({"state_dict": old.state_dict()}, tmp_path / "old.ckpt")
+    new = net(4)
+    warm_start(new, str(tmp_path / "old.ckpt"))
+    assert torch.equal(new.head.weight, old.head.weight)
+    assert not bool(new.vq.initialised) and torch.equal(new.vq.cluster_size, torch.ones(8))
 
 
 def test_checkpoints_needing_arbitrary_pickles_are_refused(tmp_path):

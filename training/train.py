@@ -77,9 +77,9 @@ def modules_for(config: dict) -> tuple[L.LightningModule, L.LightningDataModule]
 
 
 def warm_start(module: L.LightningModule, checkpoint: str) -> None:
-    """Copy every tensor of ``checkpoint`` whose name and shape match into ``module`` (the rest stays as
-    initialised), e.g. to keep a trained encoder and quantizer while a new decoder head learns, or to train
-    shipped weights further.  ``checkpoint`` is a training checkpoint or an exported folder (``polycodec
+    """Copy the tensors of ``checkpoint`` whose name and shape match into ``module``, a submodule's all or none
+    (the rest stays as initialised), e.g. to keep a trained encoder and quantizer while a new decoder head
+    learns, or to train shipped weights further.  ``checkpoint`` is a training checkpoint or an exported folder (``polycodec
     export``, e.g. ``codecs/weights/image``).  The step count and optimizer start afresh: this is a new run, not
     a resumed one (use --resume for that)."""
     from .export import load_checkpoint, read_exported
@@ -89,10 +89,18 @@ def warm_start(module: L.LightningModule, checkpoint: str) -> None:
     else:
         state = load_checkpoint(checkpoint)["state_dict"]
     own = module.state_dict()
-    taken = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    fits = {k for k, v in state.items() if k in own and own[k].shape == v.shape}
+    # A module's tensors come all together or not at all: half a module is no state of it (a codebook of a new
+    # size beside the old "initialised" flag would skip the new codebook's k-means start).  Empty tensors hold
+    # nothing to disagree with: coding tables stay empty until `update` builds them at export.
+    def owner(name: str) -> str:
+        return name.rpartition(".")[0]
+
+    partial = {owner(k) for k, v in own.items() if k not in fits and v.numel()}
+    taken = {k: state[k] for k in fits if owner(k) not in partial}
     module.load_state_dict(taken, strict=False)
     print(f"init_from {checkpoint}: {len(taken)} of {len(own)} tensors taken"
-          f"{'; new: ' + ', '.join(sorted(set(own) - set(taken))[:6]) if len(taken) < len(own) else ''}")
+          f"{'; left as initialised: ' + ', '.join(sorted(partial)[:6]) if partial else ''}")
 
 
 def build(config: dict) -> tuple[L.Trainer, L.LightningModule, L.LightningDataModule]:

@@ -1,0 +1,100 @@
+"""Where the audio codec's speech quality goes: the predicted magnitudes or the phase reconstruction?
+
+    python benchmarks/audio_ceiling.py [--weights DIR] [--data data/eval] [--sets speech speech-flite]
+
+The decoder predicts a magnitude spectrogram and rebuilds the phase with streaming fast Griffin-Lim
+(:mod:`polycodec.models.phase`).  This script separates the two on the speech test clips by swapping each
+half for the truth, and prints PESQ-WB, STOI and mel distance (the metrics of ``benchmarks/audio.py``) of:
+
+- the clip's own magnitudes, phase by the decoder's Griffin-Lim (its iterations) and by 4x as many:
+  the ceiling the phase reconstruction alone allows;
+- the model's magnitudes at each served bitrate with the clip's own phase (inverse STFT): the ceiling the
+  magnitudes alone allow;
+- the model's magnitudes with the decoder's Griffin-Lim: what the codec outputs (entropy coding is lossless,
+  so this equals decoding a .pcdc).
+
+Deterministic: rerunning gives the same table.  Build the clips first with ``scripts/build_eval_data.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+from torch import Tensor
+
+import polycodec
+from polycodec.metrics.audio import mel_distance, pesq_wb, stoi
+from polycodec.models.phase import PhaseReconstructor, magnitude_spectrogram
+
+
+def griffin_lim(model, magnitudes: Tensor, samples: int, iterations: int) -> Tensor:
+    c = model.config
+    reconstructor = PhaseReconstructor(c.n_fft, c.synthesis_hop, iterations)
+    return torch.cat([reconstructor.push(magnitudes), reconstructor.finish(samples)], dim=-1)[:, :samples]
+
+
+def with_true_phase(model, magnitudes: Tensor, x: Tensor) -> Tensor:
+    c = model.config
+    window = torch.hann_window(c.n_fft)
+    phase = torch.stft(x, c.n_fft, c.synthesis_hop, window=window, center=True, return_complex=True).angle()
+    spec = torch.polar(magnitudes.transpose(1, 2), phase)  # (B, bins, frames)
+    return torch.istft(spec, c.n_fft, c.synthesis_hop, window=window, center=True, length=x.shape[-1])
+
+
+@torch.no_grad()
+def predicted_magnitudes(model, x: Tensor, stages: int, frames: int) -> Tensor:
+    log_magnitude = model.log_magnitudes(model.quantizer.from_indices(model.encode(x, stages)))
+    return log_magnitude[:, model.spectra_per_frame:][:, :frames].clamp_max(model.MAX_LOG_MAGNITUDE).exp()
+
+
+def variants(model, x: Tensor, kbps_stages: list[tuple[float, int]]) -> dict[str, Tensor]:
+    """Name -> waveform (1, samples) for one clip x (1, samples) at the model's rate."""
+    c, samples = model.config, x.shape[-1]
+    true = magnitude_spectrogram(x, c.n_fft, c.synthesis_hop)
+    out = {f"true magnitudes, Griffin-Lim x{c.phase_iterations}": griffin_lim(model, true, samples, c.phase_iterations),
+           f"true magnitudes, Griffin-Lim x{4 * c.phase_iterations}":
+               griffin_lim(model, true, samples, 4 * c.phase_iterations)}
+    for kbps, stages in kbps_stages:
+        predicted = predicted_magnitudes(model, x, stages, true.shape[1])
+        out[f"{kbps:g} kbps magnitudes, true phase"] = with_true_phase(model, predicted, x)
+        out[f"{kbps:g} kbps magnitudes, Griffin-Lim (the codec)"] = griffin_lim(model, predicted, samples,
+                                                                                 c.phase_iterations)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", help="exported audio model folder (default: the shipped weights)")
+    parser.add_argument("--data", default="data/eval")
+    parser.add_argument("--sets", nargs="+", default=["speech", "speech-flite"])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    codec = polycodec.load("audio", **({"weights": args.weights} if args.weights else {}))
+    model = codec.model.eval()
+    rate = model.config.sample_rate
+    kbps_stages = [(k, model.stages_for(k)) for k in model.config.bitrates]
+    for name in args.sets:
+        scores: dict[str, list[tuple]] = {}
+        clips = sorted(Path(args.data, name).glob("*.wav"))
+        if not clips:
+            raise SystemExit(f"no clips in {Path(args.data, name)}: run scripts/build_eval_data.py first")
+        for path in clips:
+            audio, clip_rate = sf.read(path, dtype="float32", always_2d=True)
+            x = AF.resample(torch.from_numpy(audio.mean(axis=1)).view(1, -1), clip_rate, rate)
+            for label, y in variants(model, x, kbps_stages).items():
+                scores.setdefault(label, []).append((pesq_wb(x, y, rate), stoi(x, y, rate), mel_distance(x, y, rate)))
+        print(f"\n{name} ({len(clips)} clips), means")
+        print(f"| {'magnitudes / phase':<48} | PESQ-WB | STOI  | mel distance |")
+        print(f"|{'-' * 50}|---------|-------|--------------|")
+        for label, rows in scores.items():
+            pesq, short_time, mel = np.array(rows, dtype=float).mean(axis=0)
+            print(f"| {label:<48} | {pesq:7.2f} | {short_time:.3f} | {mel:12.3f} |")
+
+
+if __name__ == "__main__":
+    main()
