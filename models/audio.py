@@ -5,7 +5,7 @@ streaming phase reconstruction as in RTISI-LA, Zhu et al. 2007).
 
     waveform (B, N) at 24 kHz
       --frame: window 2*hop, stride hop, sqrt-Hann; frame t covers samples [(t-1)*hop, (t+1)*hop)-->
-      rfft -> compressed complex |X|^0.3 e^{i angle X}: (B, T, 2*(hop+1))
+      rfft -> compressed magnitudes |X|^0.3: (B, T, hop+1)
       --encoder: Linear -> ConvNeXt blocks (causal depthwise conv over frames) -> Linear--> (B, T, latent)
       --residual quantizer (RVQ with dropout | residual FSQ | grouped RVQ)--> codes (B, T, Q)
       --decoder: Linear -> ConvNeXt blocks -> Linear--> log |STFT| of hop/synthesis_hop frames per code frame
@@ -62,6 +62,11 @@ class AudioModelConfig:
     # codewords carry no magnitude, so the residual never shrinks and stages after the first few add almost
     # nothing (benchmarks/audio_ceiling.py measured 1.5 and 12 kbps alike); it stays for exports made with it.
     codebook_lookup: str = "euclidean"
+    # What the encoder sees of each frame: "magnitude" (|X|^0.3) or "complex" (|X|^0.3 e^{i angle X}, real and
+    # imaginary parts).  Complex input starves the encoder: a phase that turns from frame to frame scrambles
+    # any linear mix of bins, so it kept only coarse band energies (a linear fit from three frames' magnitudes
+    # predicts the target spectrum better than the trained complex-input network did).  Kept for old exports.
+    frame_features: str = "magnitude"
     num_quantizers: int = 16  # stages (per group for grvq)
     groups: int = 2  # grvq only
     fsq_levels: tuple[int, ...] = (8, 5, 5, 5)  # rfsq only: 1000 codes per stage
@@ -132,11 +137,14 @@ class FrameStack(nn.Module):
 
 
 class Framer(StreamingModule):
-    """Waveform (B, n*hop) -> compressed complex spectra (B, n, 2*(hop+1)).  State: the last hop samples."""
+    """Waveform (B, n*hop) -> compressed magnitude spectra (B, n, hop+1), or compressed complex spectra
+    (B, n, 2*(hop+1)) with ``features="complex"``.  State: the last hop samples."""
 
-    def __init__(self, hop: int) -> None:
+    def __init__(self, hop: int, features: str = "magnitude") -> None:
         super().__init__()
-        self.hop = hop
+        if features not in ("magnitude", "complex"):
+            raise ValueError(f"frame_features must be magnitude or complex, got {features!r}")
+        self.hop, self.features = hop, features
         self.register_buffer("window", torch.hann_window(2 * hop, periodic=True).sqrt(), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -149,6 +157,8 @@ class Framer(StreamingModule):
         frames = x.unfold(-1, 2 * self.hop, self.hop) * self.window  # (B, n, 2*hop)
         spectrum = torch.fft.rfft(frames, dim=-1)
         magnitude = spectrum.abs().clamp_min(1e-8)
+        if self.features == "magnitude":
+            return magnitude.pow(COMPRESS)
         compressed = spectrum * magnitude.pow(COMPRESS - 1)
         return torch.cat([compressed.real, compressed.imag], dim=-1)
 
@@ -161,8 +171,9 @@ class AudioModel(nn.Module):
         self.config = c = config
         if c.hop % c.synthesis_hop:
             raise ValueError(f"synthesis_hop {c.synthesis_hop} must divide hop {c.hop}")
-        self.framer = Framer(c.hop)
-        self.encoder = FrameStack(2 * (c.hop + 1), c.channels, c.latent, c.encoder_blocks, c.kernel, c.expansion)
+        self.framer = Framer(c.hop, c.frame_features)
+        per_bin = 1 if c.frame_features == "magnitude" else 2
+        self.encoder = FrameStack(per_bin * (c.hop + 1), c.channels, c.latent, c.encoder_blocks, c.kernel, c.expansion)
         self.quantizer = self._build_quantizer(c)
         self.decoder = FrameStack(c.latent, c.channels, self.spectra_per_frame * self.bins, c.decoder_blocks,
                                   c.kernel, c.expansion)
