@@ -63,16 +63,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def add_parsers(sub) -> None:
     p = sub.add_parser(
-        "train", help="train a model from a recipe (YAML) on a folder of images",
-        description="Rate-distortion training with Lightning: random crops of a folder of images, one random "
-                    "quality level per sample, checkpoints every N steps plus last.ckpt, CSV (and TensorBoard) "
-                    "logs. The recipe is configs/image.yaml-style YAML; flags and --set override it.",
+        "train", help="train a model from a recipe (YAML) on a folder of images or audio",
+        description="Training with Lightning. Image recipes: rate-distortion on random crops of a folder of "
+                    "images, one random quality level per sample. Audio recipes (model.name: audio): spectral "
+                    "losses on segments of a folder of audio, one served bitrate per step. Checkpoints every N "
+                    "steps plus last.ckpt, CSV (and TensorBoard) logs. The recipe is configs/*.yaml-style YAML; "
+                    "flags and --set override it.",
         epilog="Examples:\n  polycodec train --config configs/image.yaml --max-steps 20000 --data data/train/images\n"
                "  polycodec train --config configs/image.yaml --devices 2 --strategy ddp --accelerator cpu\n"
                "  polycodec train --config configs/image.yaml --resume runs/image/checkpoints/last.ckpt\n"
                "  polycodec train --config configs/image-cpu.yaml --set trainer.init_from=codecs/weights/image"
                "   # start from shipped weights\n"
-               "  polycodec train --set model.config.channels=64 --set optim.milestones=[16000,19000]",
+               "  polycodec train --set model.config.channels=64 --set optim.milestones=[16000,19000]\n"
+               "  polycodec train --config configs/audio-cpu-stage2.yaml --data my/audio   # fine-tune shipped audio",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="recipe YAML (default: built-in defaults, see configs/image.yaml)")
     for dest, (key, kind, text) in FLAGS.items():
