@@ -155,9 +155,9 @@ def _check_complete(out_dir: str | Path, meta: dict[str, Any]) -> None:
     for it: refuse, naming what the folder lacks (it was written by an older polycodec)."""
     if meta["model"] not in MODELS:
         return  # build_model names the unknown model
-    missing = [f.name for f in fields(MODELS[meta["model"]][1]) if f.name not in meta["config"]]
+    config_class = MODELS[meta["model"]][1]
+    missing = [f.name for f in fields(config_class) if f.name not in meta["config"]]
     if missing:
-        config_class = MODELS[meta["model"]][1]
         raise ValueError(f"{out_dir}: its config.json lacks the model options {', '.join(missing)}, added after "
                          f"it was written; add each with the value the older version used (see "
                          f"{config_class.__module__}.{config_class.__name__})")
