@@ -80,8 +80,8 @@ def warm_start(module: L.LightningModule, checkpoint: str) -> None:
     """Copy the tensors of ``checkpoint`` whose name and shape match into ``module``, a submodule's all or none
     (the rest stays as initialised), e.g. to keep a trained encoder and quantizer while a new decoder head
     learns, or to train shipped weights further.  ``checkpoint`` is a training checkpoint or an exported
-    folder (``polycodec export``, e.g. ``codecs/weights/image``).  The step count and optimizer start afresh: this is a new run, not
-    a resumed one (use --resume for that)."""
+    folder (``polycodec export``, e.g. ``codecs/weights/image``).  The step count and optimizer start afresh:
+    this is a new run, not a resumed one (use --resume for that)."""
     from .export import load_checkpoint, read_exported
 
     if Path(checkpoint).is_dir():
