@@ -29,41 +29,28 @@ from torch import Tensor
 
 import polycodec
 from polycodec.metrics.audio import mel_distance, pesq_wb, stoi
-from polycodec.models.phase import PhaseReconstructor, magnitude_spectrogram
+from polycodec.models.phase import spectrogram
 
 
-def griffin_lim(model, magnitudes: Tensor, samples: int, iterations: int) -> Tensor:
+def with_phase(model, magnitudes: Tensor, phase: Tensor, samples: int) -> Tensor:
+    """Magnitudes and phases (B, frames, bins) -> waveform (B, samples) by the inverse STFT."""
     c = model.config
-    reconstructor = PhaseReconstructor(c.n_fft, c.synthesis_hop, iterations)
-    return torch.cat([reconstructor.push(magnitudes), reconstructor.finish(samples)], dim=-1)[:, :samples]
-
-
-def with_true_phase(model, magnitudes: Tensor, x: Tensor) -> Tensor:
-    c = model.config
-    window = torch.hann_window(c.n_fft)
-    phase = torch.stft(x, c.n_fft, c.synthesis_hop, window=window, center=True, return_complex=True).angle()
-    spec = torch.polar(magnitudes.transpose(1, 2), phase)  # (B, bins, frames)
-    return torch.istft(spec, c.n_fft, c.synthesis_hop, window=window, center=True, length=x.shape[-1])
-
-
-@torch.no_grad()
-def predicted_magnitudes(model, x: Tensor, stages: int, frames: int) -> Tensor:
-    log_magnitude = model.log_magnitudes(model.quantizer.from_indices(model.encode(x, stages)))
-    return log_magnitude[:, model.spectra_per_frame:][:, :frames].clamp_max(model.MAX_LOG_MAGNITUDE).exp()
+    spec = torch.polar(magnitudes, phase).transpose(1, 2)  # (B, bins, frames), as istft wants
+    return torch.istft(spec, c.n_fft, c.synthesis_hop, window=torch.hann_window(c.n_fft), center=True,
+                       length=samples)
 
 
 def variants(model, x: Tensor, kbps_stages: list[tuple[float, int]]) -> dict[str, Tensor]:
     """Name -> waveform (1, samples) for one clip x (1, samples) at the model's rate."""
     c, samples = model.config, x.shape[-1]
-    true = magnitude_spectrogram(x, c.n_fft, c.synthesis_hop)
-    out = {f"true magnitudes, Griffin-Lim x{c.phase_iterations}": griffin_lim(model, true, samples, c.phase_iterations),
-           f"true magnitudes, Griffin-Lim x{4 * c.phase_iterations}":
-               griffin_lim(model, true, samples, 4 * c.phase_iterations)}
+    true = spectrogram(x, c.n_fft, c.synthesis_hop)
+    out = {f"true magnitudes, Griffin-Lim x{rounds}": model.reconstruct(true.abs(), samples, rounds)
+           for rounds in (c.phase_iterations, 4 * c.phase_iterations)}
     for kbps, stages in kbps_stages:
-        predicted = predicted_magnitudes(model, x, stages, true.shape[1])
-        out[f"{kbps:g} kbps magnitudes, true phase"] = with_true_phase(model, predicted, x)
-        out[f"{kbps:g} kbps magnitudes, Griffin-Lim (the codec)"] = griffin_lim(model, predicted, samples,
-                                                                                 c.phase_iterations)
+        predicted = model.predicted_magnitudes(model.encode(x, stages))
+        out[f"{kbps:g} kbps magnitudes, true phase"] = with_phase(model, predicted[:, : true.shape[1]],
+                                                                  true.angle(), samples)
+        out[f"{kbps:g} kbps magnitudes, Griffin-Lim (the codec)"] = model.reconstruct(predicted, samples)
     return out
 
 

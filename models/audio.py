@@ -145,6 +145,7 @@ class Framer(StreamingModule):
         if features not in ("magnitude", "complex"):
             raise ValueError(f"frame_features must be magnitude or complex, got {features!r}")
         self.hop, self.features = hop, features
+        self.size = (hop + 1) * (1 if features == "magnitude" else 2)  # features per frame
         self.register_buffer("window", torch.hann_window(2 * hop, periodic=True).sqrt(), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -172,8 +173,7 @@ class AudioModel(nn.Module):
         if c.hop % c.synthesis_hop:
             raise ValueError(f"synthesis_hop {c.synthesis_hop} must divide hop {c.hop}")
         self.framer = Framer(c.hop, c.frame_features)
-        per_bin = 1 if c.frame_features == "magnitude" else 2
-        self.encoder = FrameStack(per_bin * (c.hop + 1), c.channels, c.latent, c.encoder_blocks, c.kernel, c.expansion)
+        self.encoder = FrameStack(self.framer.size, c.channels, c.latent, c.encoder_blocks, c.kernel, c.expansion)
         self.quantizer = self._build_quantizer(c)
         self.decoder = FrameStack(c.latent, c.channels, self.spectra_per_frame * self.bins, c.decoder_blocks,
                                   c.kernel, c.expansion)
@@ -223,8 +223,10 @@ class AudioModel(nn.Module):
         """The spectrogram the decoder learns to predict: (B, N // synthesis_hop + 1, bins) for x (B, N)."""
         return magnitude_spectrogram(x, self.config.n_fft, self.config.synthesis_hop)
 
-    def phase_reconstructor(self) -> PhaseReconstructor:
-        return PhaseReconstructor(self.config.n_fft, self.config.synthesis_hop, self.config.phase_iterations)
+    def phase_reconstructor(self, iterations: int | None = None) -> PhaseReconstructor:
+        """The decoder's phase reconstruction (``iterations``: its Griffin-Lim rounds, the config's by default)."""
+        c = self.config
+        return PhaseReconstructor(c.n_fft, c.synthesis_hop, c.phase_iterations if iterations is None else iterations)
 
     @property
     def codebook_size(self) -> int:
@@ -316,9 +318,19 @@ class AudioModel(nn.Module):
     @torch.no_grad()
     def decode(self, codes: Tensor, samples: int) -> Tensor:
         """codes (B, T, Q) -> waveform (B, samples)."""
+        return self.reconstruct(self.predicted_magnitudes(codes), samples)
+
+    @torch.no_grad()
+    def predicted_magnitudes(self, codes: Tensor) -> Tensor:
+        """codes (B, T, Q) -> the magnitudes the decoder predicts, aligned with :meth:`target_magnitudes`
+        (B, >= frames, bins)."""
         log_magnitude = self.log_magnitudes(self.quantizer.from_indices(codes))[:, self.spectra_per_frame:]
-        reconstructor = self.phase_reconstructor()
-        head = reconstructor.push(log_magnitude.clamp_max(self.MAX_LOG_MAGNITUDE).exp())
+        return log_magnitude.clamp_max(self.MAX_LOG_MAGNITUDE).exp()
+
+    def reconstruct(self, magnitudes: Tensor, samples: int, iterations: int | None = None) -> Tensor:
+        """Magnitudes (B, frames, bins) -> waveform (B, samples) by the decoder's phase reconstruction."""
+        reconstructor = self.phase_reconstructor(iterations)
+        head = reconstructor.push(magnitudes)
         return torch.cat([head, reconstructor.finish(samples)], dim=-1)[:, :samples]
 
     @contextmanager

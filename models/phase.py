@@ -21,11 +21,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def magnitude_spectrogram(x: Tensor, n_fft: int, hop: int) -> Tensor:
-    """x (B, N) -> |STFT| (B, N // hop + 1, n_fft/2+1), frames centred on j*hop, zeros outside the signal."""
+def spectrogram(x: Tensor, n_fft: int, hop: int) -> Tensor:
+    """x (B, N) -> complex STFT (B, N // hop + 1, n_fft/2+1), Hann window, frames centred on j*hop, zeros
+    outside the signal."""
     window = torch.hann_window(n_fft, periodic=True, device=x.device, dtype=x.dtype)
     spec = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode="constant", return_complex=True)
-    return spec.abs().transpose(1, 2)
+    return spec.transpose(1, 2)
+
+
+def magnitude_spectrogram(x: Tensor, n_fft: int, hop: int) -> Tensor:
+    """x (B, N) -> |STFT| (B, N // hop + 1, n_fft/2+1), as :func:`spectrogram`."""
+    return spectrogram(x, n_fft, hop).abs()
 
 
 class PhaseReconstructor:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from ..bitstream.files import write_atomic
-from ..models import MODELS, build_model
+from ..models import build_model
 
 FORMAT = 1
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -150,23 +149,12 @@ def read_exported(out_dir: str | Path, device: str | torch.device = "cpu") -> tu
     return _read_config(config_file), load_file(str(weights), device=str(device))
 
 
-def _check_complete(out_dir: str | Path, meta: dict[str, Any]) -> None:
-    """An export stores every option of its model, so an option added later would silently take today's default
-    for it: refuse, naming what the folder lacks (it was written by an older polycodec)."""
-    if meta["model"] not in MODELS:
-        return  # build_model names the unknown model
-    config_class = MODELS[meta["model"]][1]
-    missing = [f.name for f in fields(config_class) if f.name not in meta["config"]]
-    if missing:
-        raise ValueError(f"{out_dir}: its config.json lacks the model options {', '.join(missing)}, added after "
-                         f"it was written; add each with the value the older version used (see "
-                         f"{config_class.__module__}.{config_class.__name__})")
-
-
 def load_exported(out_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """An exported folder -> the model, strict state load, in eval mode (ready for compress/decompress)."""
     meta, state = read_exported(out_dir, device)
-    _check_complete(out_dir, meta)
-    model = build_model(meta["model"], meta["config"])
+    try:
+        model = build_model(meta["model"], meta["config"], complete=True)
+    except ValueError as exc:  # name the folder whose config.json does not fit this version
+        raise ValueError(f"{out_dir}: {exc}") from exc
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
