@@ -96,7 +96,7 @@ class AudioCodec(StreamCodec):
         _check_layout(sample_rate, channels, ValueError)
         coded = 1 if self.channel_mode == "mix" else channels
         resampler = StreamingResampler(sample_rate, self.rate)
-        encoder = StreamEncoder(self.model, self.stages)
+        encoder = StreamEncoder(self.model, self.stages, window=self.chunk_frames)  # a chunk per window
         chunks, held, samples = [], [], 0
         try:
             for block in blocks:

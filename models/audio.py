@@ -366,28 +366,37 @@ class _Stream:
 
 class StreamEncoder(_Stream):
     """Chunk-by-chunk :meth:`AudioModel.encode`: ``push`` blocks of samples (B, n), get codes of the frames they
-    complete; ``finish`` codes the rest.  Concatenated, the codes equal the one-shot encode's."""
+    complete; ``finish`` codes the rest.
 
-    def __init__(self, model: AudioModel, num_stages: int) -> None:
+    The input is coded in windows of ``window`` frames however it was cut into blocks, so the codes do not depend
+    on the cut: the nearest-codeword search runs on float latents, and a convolution over a differently sized
+    piece rounds differently, which can flip a near tie.  With the same windows, the same samples give the same
+    codes.  Concatenated, the codes equal the one-shot encode's up to such ties (the one-shot encode is one
+    window)."""
+
+    def __init__(self, model: AudioModel, num_stages: int, window: int = 750) -> None:
         super().__init__(model)
         self.num_stages = num_stages
         self.hop = model.config.hop
-        self.pending: Tensor | None = None
+        self.window = window * self.hop  # samples
+        self.pending = torch.zeros(1, 0)
         self.samples = 0
+        self.coded = 0  # frames
 
     def push(self, x: Tensor) -> Tensor:
         self.samples += x.shape[-1]
-        x = x if self.pending is None else torch.cat([self.pending, x], dim=-1)
-        whole = x.shape[-1] - x.shape[-1] % self.hop
-        self.pending = x[:, whole:]
-        return self._code(x[:, :whole])
+        self.pending = x if self.pending.numel() == 0 else torch.cat([self.pending, x], dim=-1)
+        codes = [self._code(self.pending[:, :0])]
+        while self.pending.shape[-1] >= self.window:
+            codes.append(self._code(self.pending[:, :self.window]))
+            self.pending = self.pending[:, self.window:]
+        return torch.cat(codes, dim=1)
 
     def finish(self) -> Tensor:
         """Codes of the remaining samples, zero-padded, plus the closing frames; ends the stream."""
         try:
-            tail = self.pending if self.pending is not None else torch.zeros(1, 0)
-            frames = self.model.frames_for(self.samples) - self.samples // self.hop
-            return self._code(F.pad(tail, (0, frames * self.hop - tail.shape[-1])))
+            frames = self.model.frames_for(self.samples) - self.coded
+            return self._code(F.pad(self.pending, (0, frames * self.hop - self.pending.shape[-1])))
         finally:
             self.close()
 
@@ -396,6 +405,7 @@ class StreamEncoder(_Stream):
         if x.shape[-1] == 0:
             return torch.zeros(x.shape[0], 0, self.num_stages * self.model.codebooks_per_stage, dtype=torch.long)
         m = self.model
+        self.coded += x.shape[-1] // self.hop
         return m.quantizer(m.encoder(m.framer(x)), self.num_stages).indices
 
 

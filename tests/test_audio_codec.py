@@ -64,7 +64,7 @@ def test_streaming_model_equals_one_shot():
     x = tone(2.3)[:, :55_277]
     codes = model.encode(x, 4)
     assert codes.shape == (1, model.frames_for(x.shape[-1]), 4)
-    encoder = StreamEncoder(model, 4)
+    encoder = StreamEncoder(model, 4, window=40)  # several windows: state carried across them
     pieces = [encoder.push(x[:, i:i + 4099]) for i in range(0, x.shape[-1], 4099)] + [encoder.finish()]
     assert torch.equal(torch.cat(pieces, dim=1), codes)
     whole = model.decode(codes, x.shape[-1])
@@ -171,9 +171,12 @@ def test_chunked_streams_decode_like_one_shot(codec):
     x = tone(3.7)
     blocks = [x[:, i:i + 7001] for i in range(0, x.shape[-1], 7001)]
     data = small.encode_blocks(blocks, 24000, 1)
-    assert data == small.encode(x, 24000)  # block sizes do not change the stream
+    # How the input is cut does not change the stream (it did, before the encoder coded fixed windows: a near
+    # tie in the nearest-codeword search flipped with the rounding of a differently sized convolution).
+    assert data == small.encode(x, 24000)
     y, _ = small.decode(data)
-    codes = small.model.encode(x, small.stages)
+    encoder = StreamEncoder(small.model, small.stages, window=small.chunk_frames)
+    codes = torch.cat([encoder.push(x), encoder.finish()], dim=1)  # the stream's codes, decoded in one shot:
     assert_same_audio(y, small.model.decode(codes, x.shape[-1]).clamp(-1, 1))
     many = load("audio", bitrate=3)
     many.chunk_frames = 7  # chunks shorter than the phase reconstruction's look-ahead
