@@ -1,13 +1,16 @@
 """Build the audio training set under data/train/audio/ from Debian packages (see data/README.md).
 
-    .venv/bin/python scripts/build_audio_data.py [--out data/train/audio] [--music-seconds 90]
+    .venv/bin/python scripts/build_audio_data.py [--out data/train/audio] [--music-seconds 90] [--set 2]
 
 Everything is written as 24 kHz mono 16-bit FLAC (the audio codec's native format), in two folders that
 training samples evenly: ``speech/`` and ``music/``.  Sources, all from the Debian archive:
 
-- speech, ``flite`` (statistical-parametric and diphone voices kal, kal16, awb, rms) and ``espeak-ng``
-  (formant voices other than the evaluation's en-us / en-gb), reading sentences of the licence texts in
-  ``/usr/share/common-licenses`` -- any text will do, it only has to be varied;
+- speech, ``flite`` (statistical-parametric and diphone voices kal, kal16, awb, rms), ``espeak-ng``
+  (formant voices other than the evaluation's en-us / en-gb, each also with a female variant) and
+  ``festival`` (four female voices: Catalan HTS, Italian, Finnish and Czech diphone/unit voices -- the only
+  female voices Debian packages besides the held-out slt), all reading sentences of the licence texts in
+  ``/usr/share/common-licenses`` -- any text will do, it only has to be varied; a voice of another language
+  reads it with that language's rules, which still teaches the codec that voice;
 - music, ``sonic-pi-samples`` (CC0; every clip except the evaluation's ``build_eval_data.MUSIC``) and
   ``wesnoth-1.16-music`` (GPL orchestral tracks, the first ``--music-seconds`` of each).
 
@@ -37,6 +40,14 @@ RATE = 24000
 FLITE_VOICES = ["kal", "kal16", "awb", "rms"]  # slt is the held-out evaluation voice
 FLITE_EVAL_VOICE = "slt"
 ESPEAK_VOICES = ["en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd"]
+# Female variants of the same voices: the first training set was all male and the codec failed on slt.
+ESPEAK_FEMALE_VOICES = [f"{voice}+f{i % 5 + 1}" for i, voice in enumerate(ESPEAK_VOICES)]
+FESTIVAL_VOICES = {  # festival voice -> the Debian package that ships it
+    "upc_ca_ona_hts": "festvox-ca-ona-hts",
+    "lp_diphone": "festvox-italp16k",
+    "suo_fi_lj_diphone": "festvox-suopuhe-lj",
+    "czech_dita": "festvox-czech-dita",
+}
 TEXTS = ["GPL-3", "LGPL-2.1", "Apache-2.0", "MPL-2.0", "Artistic", "GFDL-1.3"]
 SENTENCES_PER_VOICE = 60
 
@@ -66,24 +77,44 @@ def to_training_flac(waveform: np.ndarray, rate: int, target: Path) -> float:
     return mono.numel() / RATE
 
 
-def build_speech(out: Path, work: Path) -> float:
+def speech_jobs(version: int) -> list[tuple[str, str, str]]:
+    """(engine, voice, text) of every training clip of set ``version``, in file order.
+
+    Set 1 (stages 1 and 2 of the shipped weights) had the ten male voices only, and ran out of sentences after
+    453 clips; set 2 lets voices share sentences so every voice has ``SENTENCES_PER_VOICE`` clips, and adds
+    the female voices after them, so set 1's clips are a subset of set 2's, file for file.
+    """
+    voices = [("flite", v) for v in FLITE_VOICES] + [("espeak", v) for v in ESPEAK_VOICES]
+    if version >= 2:
+        voices += [("festival", v) for v in FESTIVAL_VOICES] + [("espeak", v) for v in ESPEAK_FEMALE_VOICES]
+    texts = sentences(SENTENCES_PER_VOICE * len(voices), seed=0)
+    clips = len(voices) * SENTENCES_PER_VOICE
+    if version == 1:
+        clips = min(clips, len(texts))
+    return [(*voices[i // SENTENCES_PER_VOICE], texts[i % len(texts)]) for i in range(clips)]
+
+
+def build_speech(out: Path, work: Path, version: int) -> float:
     if not shutil.which("flite"):
         run("apt-get", "install", "-y", "-qq", "flite")
     if not shutil.which("espeak-ng"):
         run("apt-get", "install", "-y", "-qq", "espeak-ng")
+    if not all(Path("/usr/share/doc", package).exists() for package in FESTIVAL_VOICES.values()):
+        run("apt-get", "install", "-y", "-qq", "festival", *FESTIVAL_VOICES.values())
     assert FLITE_EVAL_VOICE not in FLITE_VOICES and not set(VOICES) & set(ESPEAK_VOICES)
     seconds = 0.0
-    jobs = [("flite", v) for v in FLITE_VOICES] + [("espeak", v) for v in ESPEAK_VOICES]
-    texts = sentences(SENTENCES_PER_VOICE * len(jobs), seed=0)
-    for j, (engine, voice) in enumerate(jobs):
-        for s, text in enumerate(texts[j * SENTENCES_PER_VOICE:(j + 1) * SENTENCES_PER_VOICE]):
-            raw = work / "tts.wav"
-            if engine == "flite":
-                run("flite", "-voice", voice, "-t", text, "-o", str(raw))
-            else:
-                run("espeak-ng", "-v", voice, "-w", str(raw), text)
-            data, rate = sf.read(raw, dtype="float32", always_2d=True)
-            seconds += to_training_flac(data, rate, out / "speech" / f"{engine}-{voice}-{s:03d}.flac")
+    for i, (engine, voice, text) in enumerate(speech_jobs(version)):
+        raw = work / "tts.wav"
+        if engine == "flite":
+            run("flite", "-voice", voice, "-t", text, "-o", str(raw))
+        elif engine == "festival":
+            (work / "tts.txt").write_text(text)
+            run("text2wave", "-eval", f"(voice_{voice})", "-o", str(raw), str(work / "tts.txt"))
+        else:
+            run("espeak-ng", "-v", voice, "-w", str(raw), text)
+        data, rate = sf.read(raw, dtype="float32", always_2d=True)
+        name = f"{engine}-{voice.replace('+', '-')}-{i % SENTENCES_PER_VOICE:03d}.flac"
+        seconds += to_training_flac(data, rate, out / "speech" / name)
     return seconds
 
 
@@ -108,10 +139,13 @@ def main() -> int:
     parser.add_argument("--out", default="data/train/audio", help="output folder (default: data/train/audio)")
     parser.add_argument("--music-seconds", type=float, default=90.0,
                         help="seconds taken from the start of each wesnoth track (default 90)")
+    parser.add_argument("--set", type=int, choices=(1, 2), default=2,
+                        help="which training set: 2 (default; stage 3 of the shipped weights) or 1, the male-voice "
+                             "set that stages 1 and 2 trained on")
     args = parser.parse_args()
     out = Path(args.out)
     with tempfile.TemporaryDirectory() as tmp:
-        speech = build_speech(out, Path(tmp))
+        speech = build_speech(out, Path(tmp), args.set)
         music = build_music(out, Path(tmp), args.music_seconds)
     print(f"{out}: speech {speech / 60:.1f} min, music {music / 60:.1f} min (24 kHz mono FLAC)")
     return 0
