@@ -374,7 +374,7 @@ class StreamEncoder(_Stream):
     codes.  Concatenated, the codes equal the one-shot encode's up to such ties (the one-shot encode is one
     window)."""
 
-    def __init__(self, model: AudioModel, num_stages: int, window: int = 750) -> None:
+    def __init__(self, model: AudioModel, num_stages: int, window: int) -> None:
         super().__init__(model)
         self.num_stages = num_stages
         self.hop = model.config.hop
@@ -386,7 +386,7 @@ class StreamEncoder(_Stream):
     def push(self, x: Tensor) -> Tensor:
         self.samples += x.shape[-1]
         self.pending = x if self.pending.numel() == 0 else torch.cat([self.pending, x], dim=-1)
-        codes = [self._code(self.pending[:, :0])]
+        codes = [self._code(self.pending[:, :0])]  # no codes, of the right shape, if no window is complete
         while self.pending.shape[-1] >= self.window:
             codes.append(self._code(self.pending[:, :self.window]))
             self.pending = self.pending[:, self.window:]

@@ -7,8 +7,8 @@ training samples evenly: ``speech/`` and ``music/``.  Sources, all from the Debi
 
 - speech, ``flite`` (statistical-parametric and diphone voices kal, kal16, awb, rms), ``espeak-ng``
   (formant voices other than the evaluation's en-us / en-gb, each also with a female variant) and
-  ``festival`` (four female voices: Catalan HTS, Italian, Finnish and Czech diphone/unit voices -- the only
-  female voices Debian packages besides the held-out slt), all reading sentences of the licence texts in
+  ``festival`` (four female voices packaged for it in Debian: a Catalan HTS voice and Italian, Finnish and
+  Czech concatenative ones), all reading sentences of the licence texts in
   ``/usr/share/common-licenses`` -- any text will do, it only has to be varied; a voice of another language
   reads it with that language's rules, which still teaches the codec that voice;
 - music, ``sonic-pi-samples`` (CC0; every clip except the evaluation's ``build_eval_data.MUSIC``) and
