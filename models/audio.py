@@ -381,7 +381,6 @@ class StreamEncoder(_Stream):
         self.window = window * self.hop  # samples
         self.pending = torch.zeros(1, 0)
         self.samples = 0
-        self.coded = 0  # frames
 
     def push(self, x: Tensor) -> Tensor:
         self.samples += x.shape[-1]
@@ -395,7 +394,8 @@ class StreamEncoder(_Stream):
     def finish(self) -> Tensor:
         """Codes of the remaining samples, zero-padded, plus the closing frames; ends the stream."""
         try:
-            frames = self.model.frames_for(self.samples) - self.coded
+            coded = (self.samples - self.pending.shape[-1]) // self.hop  # whole windows so far
+            frames = self.model.frames_for(self.samples) - coded
             return self._code(F.pad(self.pending, (0, frames * self.hop - self.pending.shape[-1])))
         finally:
             self.close()
@@ -405,7 +405,6 @@ class StreamEncoder(_Stream):
         if x.shape[-1] == 0:
             return torch.zeros(x.shape[0], 0, self.num_stages * self.model.codebooks_per_stage, dtype=torch.long)
         m = self.model
-        self.coded += x.shape[-1] // self.hop
         return m.quantizer(m.encoder(m.framer(x)), self.num_stages).indices
 
 

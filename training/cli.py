@@ -75,7 +75,7 @@ def add_parsers(sub) -> None:
                "  polycodec train --config configs/image-cpu.yaml --set trainer.init_from=codecs/weights/image"
                "   # start from shipped weights\n"
                "  polycodec train --set model.config.channels=64 --set optim.milestones=[16000,19000]\n"
-               "  polycodec train --config configs/audio-cpu-stage2.yaml --data my/audio   # fine-tune shipped audio",
+               "  polycodec train --config configs/audio-cpu-stage3.yaml --data my/audio   # fine-tune shipped audio",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="recipe YAML (default: built-in defaults, see configs/image.yaml)")
     for dest, (key, kind, text) in FLAGS.items():
