@@ -1,11 +1,12 @@
-"""Streaming phase reconstruction: magnitude spectrogram frames in, waveform out (Griffin & Lim 1984, run
-block by block with committed left context and a look-ahead, in the manner of RTISI-LA, Zhu et al. 2007).
+"""Streaming phase reconstruction: magnitude spectrogram frames in, waveform out, run block by block with
+committed left context and a look-ahead (in the manner of RTISI-LA, Zhu et al. 2007).
 
     magnitudes (B, frames, n_fft/2+1), frame j centred on sample j*hop (Hann window, zero outside the signal)
-      --per block of `block` frames: phases start at 2*pi*k*hop/n_fft per frame (a stationary sinusoid's advance),
-        then `iterations` rounds of  overlap-add -> re-analyse -> keep the phase, impose the magnitude
-        (with the momentum of fast Griffin-Lim, Perraudin et al. 2013), the committed frames that overlap the
-        block held fixed--> commit the block's frames
+      --per block of `block` frames: a first phase integrated from the magnitudes' gradients, continuing the
+        last committed frame (:mod:`.phase_gradient`, after Průša et al. 2017), then `iterations` rounds of
+        overlap-add -> re-analyse -> keep the phase, impose the magnitude (Griffin & Lim 1984, with the
+        momentum of fast Griffin-Lim, Perraudin et al. 2013), the committed frames that overlap the block held
+        fixed--> commit the block's frames
       --overlap-add of committed frames, divided by the summed squared window--> final samples
 
 Every decision depends only on absolute frame numbers, never on how the frames were pushed, so feeding a
@@ -19,6 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .phase_gradient import integrate_phase
 
 
 def spectrogram(x: Tensor, n_fft: int, hop: int) -> Tensor:
@@ -35,7 +38,7 @@ def magnitude_spectrogram(x: Tensor, n_fft: int, hop: int) -> Tensor:
 
 
 class PhaseReconstructor:
-    def __init__(self, n_fft: int, hop: int, iterations: int = 16, block: int = 64, lookahead: int = 8,
+    def __init__(self, n_fft: int, hop: int, iterations: int = 1, block: int = 64, lookahead: int = 8,
                  momentum: float = 0.99) -> None:
         self.n_fft, self.hop, self.iterations, self.momentum = n_fft, hop, iterations, momentum
         self.block, self.lookahead = block, lookahead
@@ -43,8 +46,6 @@ class PhaseReconstructor:
         if lookahead < self.context:
             raise ValueError(f"lookahead must be at least {self.context} frames for n_fft {n_fft}, hop {hop}")
         self.window = torch.hann_window(n_fft, periodic=True)
-        bins = torch.arange(n_fft // 2 + 1, dtype=torch.float32)
-        self.advance = 2 * math.pi * bins * hop / n_fft  # phase a stationary bin-centred sinusoid gains per hop
         self.committed: Tensor | None = None  # last `context` committed complex frames (B, context, bins)
         self.pending: Tensor | None = None  # magnitudes not yet committed (B, n, bins)
         self.done = 0  # frames committed so far
@@ -91,12 +92,8 @@ class PhaseReconstructor:
         self.done += count
 
     def _initial_phase(self, mags: Tensor, fixed: Tensor) -> Tensor:
-        # A function of the absolute frame number only.  Starting from the committed frames' phases would
-        # be ill-conditioned: a near-silent bin's phase is noise, and float noise in it would steer a loud bin
-        # of the next block, so chunked and one-shot decoding (or two machines) would drift apart audibly.
-        frames = torch.arange(self.done, self.done + mags.shape[1], dtype=torch.float64).view(1, -1, 1)
-        phase = torch.remainder(frames * self.advance.double(), 2 * math.pi).to(mags.dtype)
-        return torch.polar(mags, phase.expand_as(mags))
+        before = fixed[:, -1] if fixed.shape[1] else None
+        return torch.polar(mags, integrate_phase(mags, before, self.done, self.n_fft, self.hop))
 
     def _overlap_add(self, frames: Tensor) -> Tensor:
         """Complex frames (B, M, bins) -> least-squares signal over their span (B, (M-1)*hop + n_fft)."""

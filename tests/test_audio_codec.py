@@ -108,6 +108,26 @@ def test_phase_reconstruction_streams_exactly_and_recovers_the_signal():
     assert mel_distance(x, one_shot, 24000) < 0.1
 
 
+def test_gradient_integrated_phase_alone_rebuilds_a_consistent_spectrogram():
+    # No Griffin-Lim round at all: the first phase, integrated from the magnitudes' gradients, must already be
+    # nearly consistent (measured 0.028; a wrong sign of either gradient gives 0.41, a stationary start 0.46).
+    x = tone(1.5)
+    magnitudes = magnitude_spectrogram(x, 1024, 160)
+    reconstructor = PhaseReconstructor(1024, 160, iterations=0)
+    out = torch.cat([reconstructor.push(magnitudes), reconstructor.finish(x.shape[-1])], dim=-1)
+    rebuilt = magnitude_spectrogram(out, 1024, 160)
+    assert float((rebuilt - magnitudes).norm() / magnitudes.norm()) < 0.06
+
+
+def test_phase_reconstruction_of_a_batch_equals_each_item_alone():
+    x = torch.cat([tone(1.0, seed=1), 0.3 * tone(1.0, seed=2).flip(-1)])
+    magnitudes = magnitude_spectrogram(x, 1024, 160)
+    batch = PhaseReconstructor(1024, 160).push(magnitudes)
+    for i in range(2):
+        alone = PhaseReconstructor(1024, 160).push(magnitudes[i:i + 1])
+        assert torch.allclose(batch[i:i + 1], alone, atol=1e-5)
+
+
 @pytest.mark.parametrize("rates", [(44100, 24000), (24000, 48000), (16000, 24000), (22050, 24000)])
 def test_streaming_resampler_equals_one_shot(rates):
     x = torch.randn(2, 77_777, generator=torch.Generator().manual_seed(1))
