@@ -1,6 +1,7 @@
 """Training, resuming, export and multi-process (DDP on the CPU) with a tiny model on tiny generated images."""
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -209,6 +210,13 @@ def test_train_resume_export_reload(images, tmp_path):
     meta2 = json.loads((tmp_path / "exported2/config.json").read_text())
     assert meta2["steps"] == 1 and meta2["started_from"]["steps"] == 5
     assert meta2["started_from"]["recipe"]["trainer"]["max_steps"] == 5 and "started_from" not in meta
+    assert meta2["started_from"]["weights_sha256"] == hashlib.sha256(
+        (export_dir / "model.safetensors").read_bytes()).hexdigest()
+    # The lineage is taken when the run starts: exporting stage 2 over the folder it started from (as a stage
+    # trained from the shipped weights usually is) does not change what a later export of it reports.
+    assert main(["export", str(stage2 / "checkpoints/last.ckpt"), str(export_dir), "--force"]) == 0
+    assert main(["export", str(stage2 / "checkpoints/last.ckpt"), str(tmp_path / "exported3")]) == 0
+    assert json.loads((tmp_path / "exported3/config.json").read_text())["started_from"] == meta2["started_from"]
 
 
 def test_warm_start_takes_a_submodule_whole_or_not_at_all(tmp_path):

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from ..bitstream.files import write_atomic
+from ..codecs.base import sha256_file
 from ..models import build_model
 
 FORMAT = 1
@@ -84,7 +85,7 @@ def export(checkpoint_path: str | Path, out_dir: str | Path, force: bool = False
             "recipe": hparams.get("recipe"), "steps": int(checkpoint.get("global_step", 0))}
     if fitted is not None:
         meta["tables_fitted_on"] = fitted
-    if (started := _started_from(meta["recipe"])) is not None:
+    if (started := _started_from(checkpoint, meta["recipe"])) is not None:
         meta["started_from"] = started
     # Weights first, config last: a folder with a config.json is a complete export.
     write_atomic(out_dir / WEIGHTS, save(tensors, metadata={"format": str(FORMAT)}), force=True)
@@ -93,14 +94,29 @@ def export(checkpoint_path: str | Path, out_dir: str | Path, force: bool = False
     return out_dir
 
 
-def _started_from(recipe: dict | None) -> dict | None:
-    """The lineage of a run warm-started from an exported folder: that folder's recipe and steps (and its own
-    lineage), so an export of a second stage still says how every step before it was trained."""
-    folder = Path((recipe or {}).get("trainer", {}).get("init_from") or "")
+LINEAGE = "polycodec_started_from"  # checkpoint key: what a warm-started run started from (see lineage_of)
+
+
+def lineage_of(folder: str | Path) -> dict | None:
+    """What a run warm-started from an exported ``folder`` started from: the folder, the sha256 of its weights,
+    its recipe and steps (and its own lineage), so an export of a second stage still says how every step
+    before it was trained.  None if ``folder`` is no export (a training checkpoint: its recipe is not at hand).
+    Taken when the run starts and kept in its checkpoints, because the folder may be overwritten later (a
+    stage trained from the shipped weights is usually exported over them)."""
+    folder = Path(folder)
     if not (folder / CONFIG).is_file():
-        return None  # no warm start, or one from a training checkpoint (whose recipe is not at hand)
+        return None
     before = _read_config(folder / CONFIG)
-    return {"folder": str(folder), **{k: before[k] for k in ("recipe", "steps", "started_from") if k in before}}
+    return {"folder": str(folder), "weights_sha256": sha256_file(str(folder / WEIGHTS)).hex(),
+            **{k: before[k] for k in ("recipe", "steps", "started_from") if k in before}}
+
+
+def _started_from(checkpoint: dict[str, Any], recipe: dict | None) -> dict | None:
+    if LINEAGE in checkpoint:
+        return checkpoint[LINEAGE]
+    # Checkpoints written before runs kept their lineage: the init folder as it is now.
+    folder = (recipe or {}).get("trainer", {}).get("init_from")
+    return lineage_of(folder) if folder else None
 
 
 def _refit(model: nn.Module, folder: Path, minutes: float) -> dict:

@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from .audio import AudioCodecModule, AudioDataModule
 from .data import ImageFolderDataModule
+from .export import LINEAGE, lineage_of, load_checkpoint, read_exported
 from .module import RateDistortionModule
 
 
@@ -47,6 +48,22 @@ class SaveRecipe(Callback):
         if trainer.is_global_zero:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(yaml.safe_dump(self.recipe, sort_keys=False))
+
+
+class Lineage(Callback):
+    """Keeps what a warm-started run started from (:func:`.export.lineage_of`, taken when it first starts) in
+    every checkpoint, and a resumed run keeps the one its checkpoint holds, so the export reports the weights
+    the run really started from even if their folder has been overwritten since."""
+
+    def __init__(self, started_from: dict | None) -> None:
+        self.started_from = started_from
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if self.started_from is not None:
+            checkpoint[LINEAGE] = self.started_from
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self.started_from = checkpoint.get(LINEAGE)
 
 
 class Checkpoints(ModelCheckpoint):
@@ -82,8 +99,6 @@ def warm_start(module: L.LightningModule, checkpoint: str) -> None:
     learns, or to train shipped weights further.  ``checkpoint`` is a training checkpoint or an exported
     folder (``polycodec export``, e.g. ``codecs/weights/image``).  The step count and optimizer start afresh:
     this is a new run, not a resumed one (use --resume for that)."""
-    from .export import load_checkpoint, read_exported
-
     if Path(checkpoint).is_dir():
         state = {f"model.{name}": tensor for name, tensor in read_exported(checkpoint)[1].items()}
     else:
@@ -130,7 +145,9 @@ def build(config: dict) -> tuple[L.Trainer, L.LightningModule, L.LightningDataMo
     trainer = L.Trainer(
         max_steps=run["max_steps"], max_epochs=-1, accelerator=run["accelerator"], devices=run["devices"],
         strategy=run["strategy"], precision=run["precision"], default_root_dir=out, logger=loggers,
-        callbacks=[checkpoints, SaveRecipe(config, out / "recipe.yaml")], log_every_n_steps=run["log_every"],
+        callbacks=[checkpoints, SaveRecipe(config, out / "recipe.yaml"),
+                   Lineage(lineage_of(run["init_from"]) if run["init_from"] else None)],
+        log_every_n_steps=run["log_every"],
         num_sanity_val_steps=0, enable_progress_bar=run["progress_bar"], **schedule, **clip)
     return trainer, module, data
 
