@@ -73,18 +73,17 @@ class PhaseReconstructor:
         mags = self.pending[:, : count + self.lookahead]
         fixed = self.committed if self.committed is not None else mags.new_zeros(mags.shape[0], 0, mags.shape[2],
                                                                                   dtype=torch.complex64)
-        frames = previous = self._initial_phase(mags, fixed)
-        estimate = frames
-        for _ in range(self.iterations):
+        frames = previous = estimate = self._initial_phase(mags, fixed)
+        for i in range(self.iterations):
+            if i:  # fast Griffin-Lim (Perraudin et al. 2013): extrapolate along the last step
+                estimate = frames + self.momentum * (frames - previous)
+                previous = frames
             y = self._overlap_add(torch.cat([fixed, estimate], dim=1))
             analysed = self._analyse(y[:, fixed.shape[1] * self.hop:])  # the new frames only
             parts = torch.view_as_real(analysed)
             power = parts[..., 0] * parts[..., 0] + parts[..., 1] * parts[..., 1]
             scale = mags * torch.rsqrt(power.clamp_min(1e-24))  # keep the phase, impose the magnitude
             frames = torch.view_as_complex(parts * scale.unsqueeze(-1))
-            # Fast Griffin-Lim (Perraudin et al. 2013): extrapolate along the last step.
-            estimate = frames + self.momentum * (frames - previous)
-            previous = frames
         new = frames[:, :count]
         self._accumulate(new)
         self.committed = torch.cat([fixed, new], dim=1)[:, -self.context:]
