@@ -78,6 +78,10 @@ class AudioModelConfig:
     # most PESQ-WB / STOI on the held-out voice but loses on mel distance and music; more than one cost speed
     # and PESQ-WB (benchmarks/audio_phase.py).
     phase_iterations: int = 1
+    # Encoder search (rvq / grvq, euclidean): a beam of beam_budget // stages partial sums (at least 1, greedy)
+    # picks the codes, so the search costs about the same at every bitrate.  It changes only which codes the
+    # encoder picks; the decoder and old streams are unaffected (benchmarks/audio_search.py).
+    beam_budget: int = 0
 
 
 class StreamingModule(nn.Module):
@@ -187,6 +191,8 @@ class AudioModel(nn.Module):
         self.register_buffer("code_counts", torch.zeros(tables, self.codebook_size))
         for kbps in c.bitrates:
             self.stages_for(kbps)  # every served bitrate must map onto whole stages
+        if c.beam_budget and (c.quantizer == "rfsq" or c.codebook_lookup != "euclidean" or c.codebook_dim):
+            raise ValueError("beam_budget needs an rvq or grvq quantizer with euclidean lookup and no codebook_dim")
 
     @staticmethod
     def _build_quantizer(c: AudioModelConfig) -> nn.Module:
@@ -317,7 +323,18 @@ class AudioModel(nn.Module):
         """x (B, N) -> codes (B, frames_for(N), num_stages * codebooks_per_stage), int64."""
         hop = self.config.hop
         padded = F.pad(x, (0, self.frames_for(x.shape[-1]) * hop - x.shape[-1]))
-        return self.quantizer(self.encoder(self.framer(padded)), num_stages).indices
+        return self.codes(self.encoder(self.framer(padded)), num_stages)
+
+    def beam_width(self, num_stages: int) -> int:
+        return max(1, self.config.beam_budget // num_stages)
+
+    @torch.no_grad()
+    def codes(self, latent: Tensor, num_stages: int) -> Tensor:
+        """Latents (B, T, latent) -> codes (B, T, num_stages * codebooks_per_stage) by the configured search."""
+        beam = self.beam_width(num_stages)
+        if beam == 1:
+            return self.quantizer(latent, num_stages).indices
+        return self.quantizer.search(latent, num_stages, beam)
 
     @torch.no_grad()
     def decode(self, codes: Tensor, samples: int) -> Tensor:
@@ -412,7 +429,7 @@ class StreamEncoder(_Stream):
         if x.shape[-1] == 0:
             return torch.zeros(x.shape[0], 0, self.num_stages * self.model.codebooks_per_stage, dtype=torch.long)
         m = self.model
-        return m.quantizer(m.encoder(m.framer(x)), self.num_stages).indices
+        return m.codes(m.encoder(m.framer(x)), self.num_stages)
 
 
 class StreamDecoder(_Stream):

@@ -36,6 +36,11 @@ class GroupedResidualQuantizer(nn.Module):
         indices = torch.cat([o.indices for o in outs], dim=-1)
         return QuantizerOutput(quantized, indices, sum(o.loss for o in outs), sum(o.bits for o in outs))
 
+    def search(self, x: Tensor, num_stages: int, beam: int) -> Tensor:
+        """Each group's :meth:`ResidualQuantizer.search`; indices group-major, as ``forward``'s."""
+        parts = rearrange(x, "... (g d) -> g ... d", g=self.groups)
+        return torch.cat([rq.search(part, num_stages, beam) for rq, part in zip(self.residuals, parts)], dim=-1)
+
     def from_indices(self, indices: Tensor) -> Tensor:
         per_group = rearrange(indices, "... (g n) -> g ... n", g=self.groups)
         return torch.cat([rq.from_indices(i) for rq, i in zip(self.residuals, per_group)], dim=-1)

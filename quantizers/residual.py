@@ -7,6 +7,11 @@ codecs SoundStream, EnCodec, DAC), with quantizer dropout so one model serves ma
 of the residual range, so that after the first (tanh-bounded) stage each clamp-bounded stage sees a
 residual of at most half its predecessor's step, scaled to fill its own code range.  With ``dropout``, training uses a random number
 of leading stages per step, so decoding with the first k stages is a working lower bitrate.
+
+Choosing each stage's nearest codeword in turn (``forward``) is greedy: the best first codeword can leave a
+residual the later stages fit worse than a runner-up's.  ``search`` keeps the ``beam`` best partial sums at
+every stage instead (beam search over the stages, as in Babenko & Lempitsky's additive quantization encoders)
+and returns the best complete one; it only changes which codes an encoder picks, never how they decode.
 """
 
 from __future__ import annotations
@@ -16,11 +21,16 @@ import random
 from typing import Sequence
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from .base import QuantizerOutput
 from .fsq import FSQ
+from .kmeans import squared_distances
 from .vq import VectorQuantizer
+
+
+SEARCH_CHUNK = 1 << 24  # distances held at once by ``search``: (vectors, beam, codebook) floats, ~64 MB
 
 
 class ResidualQuantizer(nn.Module):
@@ -64,12 +74,45 @@ class ResidualQuantizer(nn.Module):
             loss, bits = loss + out.loss, bits + out.bits
         return QuantizerOutput(self.project_out(total), torch.cat(indices, dim=-1), loss, bits)
 
+    @torch.no_grad()
+    def search(self, x: Tensor, num_stages: int, beam: int) -> Tensor:
+        """x (..., dim) -> indices (..., num_stages) of the least squared error that a beam of ``beam`` partial
+        sums finds (``beam=1``: the greedy codes of ``forward``).  Euclidean VQ stages only."""
+        if not all(isinstance(s, VectorQuantizer) and not s.cosine and isinstance(s.project_in, nn.Identity)
+                   for s in self.stages[:num_stages]) or not isinstance(self.project_in, nn.Identity):
+            raise ValueError("beam search needs euclidean VQ stages without projections")
+        flat = rearrange(x, "... d -> (...) d").to(self.stages[0].codebook.dtype)
+        rows = max(1, SEARCH_CHUNK // (beam * self.stages[0].codebook_size))
+        codes = [self._beam(chunk, num_stages, beam) for chunk in flat.split(rows)]
+        return torch.cat(codes).reshape(x.shape[:-1] + (num_stages,)) if codes else \
+            x.new_zeros(x.shape[:-1] + (num_stages,), dtype=torch.long)
+
+    def _beam(self, x: Tensor, num_stages: int, beam: int) -> Tensor:
+        """x (n, dim) -> indices (n, num_stages)."""
+        residuals = rearrange(x, "n d -> n 1 d")  # (n, paths, dim): what each kept path leaves
+        paths = x.new_zeros(x.shape[0], 1, 0, dtype=torch.long)  # (n, paths, stages so far)
+        for i, stage in enumerate(self.stages[:num_stages]):
+            codebook = stage.codebook
+            errors = squared_distances(rearrange(residuals, "n p d -> (n p) d"), codebook)
+            errors = rearrange(errors, "(n p) k -> n (p k)", n=x.shape[0])
+            keep = 1 if i == num_stages - 1 else beam
+            best = errors.topk(min(keep, errors.shape[1]), dim=-1, largest=False).indices  # (n, kept), best first
+            parent, code = best.div(codebook.shape[0], rounding_mode="floor"), best.remainder(codebook.shape[0])
+            residuals = _take(residuals, parent) - codebook[code]
+            paths = torch.cat([_take(paths, parent), code.unsqueeze(-1)], dim=-1)
+        return paths[:, 0]
+
     def from_indices(self, indices: Tensor) -> Tensor:
         """indices (..., n) for the first n stages -> quantized (..., dim)."""
         total = 0
         for i, (stage, gain) in enumerate(zip(self.stages[: indices.shape[-1]], self.gains)):
             total = total + stage.from_indices(indices[..., i : i + 1]) / gain
         return self.project_out(total)
+
+
+def _take(per_path: Tensor, parent: Tensor) -> Tensor:
+    """per_path (n, paths, k), parent (n, kept) -> (n, kept, k): each kept path's row."""
+    return per_path.gather(1, parent.unsqueeze(-1).expand(-1, -1, per_path.shape[-1]))
 
 
 def ResidualVQ(dim: int, codebook_size: int, num_quantizers: int, dropout: bool = True,

@@ -262,6 +262,40 @@ def test_grouped_residual_vq_drops_the_same_stages_in_every_group() -> None:
             assert torch.equal(grvq.from_indices(out.indices), out.quantized)
 
 
+def test_beam_search_of_width_one_is_the_greedy_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import polycodec.quantizers.residual as residual
+
+    rvq = fit(ResidualVQ(DIM, 32, num_quantizers=4, dropout=False), lambda: torch.randn(2048, DIM), steps=20)
+    x = torch.randn(3, 700, DIM)
+    whole = rvq.search(x, 3, beam=1)
+    assert torch.equal(whole, rvq(x, num_stages=3).indices)
+    monkeypatch.setattr(residual, "SEARCH_CHUNK", 32 * 100)  # 100 vectors a chunk: 21 chunks, the last short
+    assert torch.equal(rvq.search(x, 3, beam=1), whole)
+    assert torch.equal(rvq.search(x, 3, beam=4), (monkeypatch.undo(), rvq.search(x, 3, beam=4))[1])
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_beam_search_finds_codes_closer_than_greedy(grouped: bool) -> None:
+    make = (lambda: GroupedResidualVQ(DIM, groups=2, codebook_size=32, num_quantizers=4, dropout=False)) if grouped \
+        else (lambda: ResidualVQ(DIM, 32, num_quantizers=4, dropout=False))
+    quantizer = fit(make(), lambda: torch.randn(2048, DIM), steps=20)
+    x = torch.randn(4096, DIM)
+    with torch.no_grad():
+        greedy = mse(quantizer(x, num_stages=4).quantized, x)
+        errors = [mse(quantizer.from_indices(quantizer.search(x, 4, beam)), x) for beam in (1, 4, 16)]
+    assert errors[0] == pytest.approx(greedy, rel=1e-6)
+    # Wider beams keep the greedy path's rivals, so the error falls; a wrong parent bookkeeping (codes of one
+    # path, residual of another) would raise it above greedy's instead.
+    assert errors[1] < 0.95 * errors[0] and errors[2] < errors[1], errors
+
+
+def test_beam_search_refuses_quantizers_it_cannot_search() -> None:
+    with pytest.raises(ValueError, match="euclidean VQ"):
+        ResidualFSQ(DIM, [5, 5, 5], num_quantizers=2).search(torch.randn(4, DIM), 2, beam=4)
+    with pytest.raises(ValueError, match="euclidean VQ"):
+        ResidualVQ(DIM, 16, num_quantizers=2, cosine=True).search(torch.randn(4, DIM), 2, beam=4)
+
+
 # No level of 2 here: bound's shift puts z = 0 on the upper code of an even level, which for 2 levels leaves
 # the lower code only to z < -atanh(0.999) = -3.8, so "every index for a wide input" depends on how wide.
 @pytest.mark.parametrize("levels", [[8, 5, 5, 5], [4, 4], [3, 4, 7], [6]])
