@@ -83,9 +83,8 @@ class ResidualQuantizer(nn.Module):
             raise ValueError("beam search needs euclidean VQ stages without projections")
         flat = rearrange(x, "... d -> (...) d").to(self.stages[0].codebook.dtype)
         rows = max(1, SEARCH_CHUNK // (beam * self.stages[0].codebook_size))
-        codes = [self._beam(chunk, num_stages, beam) for chunk in flat.split(rows)]
-        return torch.cat(codes).reshape(x.shape[:-1] + (num_stages,)) if codes else \
-            x.new_zeros(x.shape[:-1] + (num_stages,), dtype=torch.long)
+        codes = torch.cat([self._beam(chunk, num_stages, beam) for chunk in flat.split(rows)])
+        return codes.reshape(x.shape[:-1] + (num_stages,))
 
     def _beam(self, x: Tensor, num_stages: int, beam: int) -> Tensor:
         """x (n, dim) -> indices (n, num_stages)."""
@@ -94,7 +93,7 @@ class ResidualQuantizer(nn.Module):
         for i, stage in enumerate(self.stages[:num_stages]):
             codebook = stage.codebook
             errors = squared_distances(rearrange(residuals, "n p d -> (n p) d"), codebook)
-            errors = rearrange(errors, "(n p) k -> n (p k)", n=x.shape[0])
+            errors = rearrange(errors, "(n p) k -> n (p k)", p=residuals.shape[1])
             keep = 1 if i == num_stages - 1 else beam
             best = errors.topk(min(keep, errors.shape[1]), dim=-1, largest=False).indices  # (n, kept), best first
             parent, code = best.div(codebook.shape[0], rounding_mode="floor"), best.remainder(codebook.shape[0])

@@ -272,6 +272,7 @@ def test_beam_search_of_width_one_is_the_greedy_choice(monkeypatch: pytest.Monke
     monkeypatch.setattr(residual, "SEARCH_CHUNK", 32 * 100)  # 100 vectors a chunk: 21 chunks, the last short
     assert torch.equal(rvq.search(x, 3, beam=1), whole)
     assert torch.equal(rvq.search(x, 3, beam=4), (monkeypatch.undo(), rvq.search(x, 3, beam=4))[1])
+    assert rvq.search(x[:, :0], 3, beam=4).shape == (3, 0, 3)
 
 
 @pytest.mark.parametrize("grouped", [False, True])
