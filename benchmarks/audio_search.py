@@ -20,19 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import polycodec
 from audio_ceiling import mono_clips
 from polycodec.metrics.audio import mel_distance, pesq_wb, stoi, visqol
 
 SPEECH = {"speech": True, "speech-flite": True, "music": False}  # test set -> speech metrics?
-
-
-def latent_of(model, x: torch.Tensor) -> torch.Tensor:
-    """The encoder's latents (1, frames, latent) for x (1, samples), framed as ``AudioModel.encode`` frames it."""
-    hop = model.config.hop
-    return model.encoder(model.framer(F.pad(x, (0, model.frames_for(x.shape[-1]) * hop - x.shape[-1]))))
 
 
 def encode_speed(codec, clip: torch.Tensor, rate: int) -> float:
@@ -81,7 +74,7 @@ def main() -> None:
         print("| kbps | budget | beam | error | " + " | ".join(f"{t:>7}" for t in titles) + " |")
         print("|------|--------|------|-------|" + "|".join("-" * 9 for _ in titles) + "|")
         with torch.no_grad():
-            latents = {c: latent_of(model, x) for c, x in clips.items()}
+            latents = {c: model.latents(x) for c, x in clips.items()}
             for kbps in args.kbps:
                 stages = model.stages_for(kbps)
                 greedy = sum(float((model.quantizer.from_indices(model.quantizer(z, stages).indices) - z).pow(2).sum())

@@ -321,11 +321,16 @@ class AudioModel(nn.Module):
     @torch.no_grad()
     def encode(self, x: Tensor, num_stages: int) -> Tensor:
         """x (B, N) -> codes (B, frames_for(N), num_stages * codebooks_per_stage), int64."""
+        return self.codes(self.latents(x), num_stages)
+
+    @torch.no_grad()
+    def latents(self, x: Tensor) -> Tensor:
+        """x (B, N) -> the encoder's latents (B, frames_for(N), latent), before quantization."""
         hop = self.config.hop
-        padded = F.pad(x, (0, self.frames_for(x.shape[-1]) * hop - x.shape[-1]))
-        return self.codes(self.encoder(self.framer(padded)), num_stages)
+        return self.encoder(self.framer(F.pad(x, (0, self.frames_for(x.shape[-1]) * hop - x.shape[-1]))))
 
     def beam_width(self, num_stages: int) -> int:
+        """Paths the encoder's search keeps at ``num_stages`` stages (1: greedy)."""
         return max(1, self.config.beam_budget // num_stages)
 
     @torch.no_grad()
