@@ -74,7 +74,7 @@ class AudioModelConfig:
     bitrates: tuple[float, ...] = (1.5, 3.0, 6.0, 12.0)  # kbps the model is trained for (before entropy coding)
     n_fft: int = 1024  # synthesis spectrogram
     synthesis_hop: int = 160  # must divide hop
-    # Griffin-Lim rounds per block when decoding, after the gradient-integrated first phase.  None keeps the
+    # Griffin-Lim rounds per block when decoding, after the gradient-integrated first phase.  Zero keeps the
     # most PESQ-WB / STOI on the held-out voice but loses on mel distance and music; more than one cost speed
     # and PESQ-WB (benchmarks/audio_phase.py).
     phase_iterations: int = 1
@@ -191,7 +191,7 @@ class AudioModel(nn.Module):
         self.register_buffer("code_counts", torch.zeros(tables, self.codebook_size))
         for kbps in c.bitrates:
             self.stages_for(kbps)  # every served bitrate must map onto whole stages
-        if c.beam_budget and (c.quantizer == "rfsq" or c.codebook_lookup != "euclidean" or c.codebook_dim):
+        if c.beam_budget and not self.quantizer.searchable:
             raise ValueError("beam_budget needs an rvq or grvq quantizer with euclidean lookup and no codebook_dim")
 
     @staticmethod

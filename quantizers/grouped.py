@@ -36,6 +36,10 @@ class GroupedResidualQuantizer(nn.Module):
         indices = torch.cat([o.indices for o in outs], dim=-1)
         return QuantizerOutput(quantized, indices, sum(o.loss for o in outs), sum(o.bits for o in outs))
 
+    @property
+    def searchable(self) -> bool:
+        return all(rq.searchable for rq in self.residuals)
+
     def search(self, x: Tensor, num_stages: int, beam: int) -> Tensor:
         """Each group's :meth:`ResidualQuantizer.search`; indices group-major, as ``forward``'s."""
         parts = rearrange(x, "... (g d) -> g ... d", g=self.groups)

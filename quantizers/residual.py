@@ -74,12 +74,19 @@ class ResidualQuantizer(nn.Module):
             loss, bits = loss + out.loss, bits + out.bits
         return QuantizerOutput(self.project_out(total), torch.cat(indices, dim=-1), loss, bits)
 
+    @property
+    def searchable(self) -> bool:
+        """Whether :meth:`search` applies: euclidean VQ stages and no projections (distances in code space are
+        then distances in the input's)."""
+        return isinstance(self.project_in, nn.Identity) and all(
+            isinstance(s, VectorQuantizer) and not s.cosine and isinstance(s.project_in, nn.Identity)
+            for s in self.stages)
+
     @torch.no_grad()
     def search(self, x: Tensor, num_stages: int, beam: int) -> Tensor:
         """x (..., dim) -> indices (..., num_stages) of the least squared error that a beam of ``beam`` partial
-        sums finds (``beam=1``: the greedy codes of ``forward``).  Euclidean VQ stages only."""
-        if not all(isinstance(s, VectorQuantizer) and not s.cosine and isinstance(s.project_in, nn.Identity)
-                   for s in self.stages[:num_stages]) or not isinstance(self.project_in, nn.Identity):
+        sums finds (``beam=1``: the greedy codes of ``forward``).  Needs :attr:`searchable`."""
+        if not self.searchable:
             raise ValueError("beam search needs euclidean VQ stages without projections")
         flat = rearrange(x, "... d -> (...) d").to(self.stages[0].codebook.dtype)
         rows = max(1, SEARCH_CHUNK // (beam * self.stages[0].codebook_size))
