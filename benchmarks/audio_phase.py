@@ -40,6 +40,17 @@ from polycodec.models.phase_gradient import phase_derivatives
 SPEECH = {"speech": True, "speech-flite": True, "music": False}  # test set -> speech metrics?
 
 
+def metric_titles(speech: bool) -> tuple[str, ...]:
+    return ("PESQ-WB", "STOI", "mel") if speech else ("mel", "ViSQOL")
+
+
+def metrics(x: Tensor, y: Tensor, rate: int, speech: bool) -> tuple[float, ...]:
+    """The scores of :func:`metric_titles` for output y of reference x (1, samples)."""
+    if speech:
+        return pesq_wb(x, y, rate), stoi(x, y, rate), mel_distance(x, y, rate)
+    return mel_distance(x, y, rate), visqol(x, y, rate)
+
+
 class StationaryStart(PhaseReconstructor):
     """The decoder before the gradient-integrated start: each block's frames begin at the phase a stationary
     bin-centred sinusoid would have at that frame number."""
@@ -115,7 +126,7 @@ def main() -> None:
         speech = SPEECH.get(name, True)
         clips = mono_clips(Path(args.data, name), rate)
         seconds = sum(x.shape[-1] for x in clips.values()) / rate
-        titles = ("PESQ-WB", "STOI", "mel") if speech else ("mel", "ViSQOL")
+        titles = metric_titles(speech)
         print(f"\n{name} ({len(clips)} clips, {seconds:.0f} s), means; x real time: the phase reconstruction alone")
         print(f"| kbps | {'phase':<38} | " + " | ".join(f"{t:>7}" for t in titles) + " | x real time |")
         print(f"|------|{'-' * 40}|" + "|".join("-" * 9 for _ in titles) + "|-------------|")
@@ -128,8 +139,7 @@ def main() -> None:
                     start = time.perf_counter()
                     y = reconstruct(make(magnitudes[clip]), magnitudes[clip], x.shape[-1])
                     busy += time.perf_counter() - start
-                    rows.append((pesq_wb(x, y, rate), stoi(x, y, rate), mel_distance(x, y, rate)) if speech
-                                else (mel_distance(x, y, rate), visqol(x, y, rate)))
+                    rows.append(metrics(x, y, rate, speech))
                 means = np.array(rows, dtype=float).mean(axis=0)
                 cells = " | ".join(f"{v:7.3f}" for v in means)
                 print(f"| {kbps:4g} | {label:<38} | {cells} | {seconds / busy:11.0f} |", flush=True)

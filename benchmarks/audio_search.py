@@ -23,9 +23,7 @@ import torch
 
 import polycodec
 from audio_ceiling import mono_clips
-from polycodec.metrics.audio import mel_distance, pesq_wb, stoi, visqol
-
-SPEECH = {"speech": True, "speech-flite": True, "music": False}  # test set -> speech metrics?
+from audio_phase import SPEECH, metric_titles, metrics
 
 
 def encode_speed(codec, clip: torch.Tensor, rate: int) -> float:
@@ -69,7 +67,7 @@ def main() -> None:
     for name in args.sets:
         speech = SPEECH.get(name, True)
         clips = music if name == "music" else mono_clips(Path(args.data, name), rate)
-        titles = ("PESQ-WB", "STOI", "mel") if speech else ("mel", "ViSQOL")
+        titles = metric_titles(speech)
         print(f"\n{name} ({len(clips)} clips), means:")
         print("| kbps | budget | beam | error | " + " | ".join(f"{t:>7}" for t in titles) + " |")
         print("|------|--------|------|-------|" + "|".join("-" * 9 for _ in titles) + "|")
@@ -86,8 +84,7 @@ def main() -> None:
                         codes = model.codes(latents[c], stages)
                         error += float((model.quantizer.from_indices(codes) - latents[c]).pow(2).sum())
                         y = model.decode(codes, x.shape[-1])
-                        rows.append((pesq_wb(x, y, rate), stoi(x, y, rate), mel_distance(x, y, rate)) if speech
-                                    else (mel_distance(x, y, rate), visqol(x, y, rate)))
+                        rows.append(metrics(x, y, rate, speech))
                     cells = " | ".join(f"{v:7.3f}" for v in np.mean(rows, axis=0))
                     print(f"| {kbps:4g} | {budget:6d} | {model.beam_width(stages):4d} | {error / greedy:5.3f} "
                           f"| {cells} |", flush=True)
