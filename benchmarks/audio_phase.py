@@ -16,7 +16,8 @@ per test set and bitrate:
 
 with PESQ-WB, STOI and mel distance on speech, mel distance and ViSQOL on music, and the phase reconstruction's
 own real-time factor (1 thread, all clips of the set).  Deterministic apart from the timings.  Build the clips
-first with ``scripts/build_eval_data.py``.
+first with ``scripts/build_eval_data.py``; choose settings on the validation set instead of the test clips
+(``scripts/build_validation_data.py``, then ``--data data/validation --sets speech music``).
 """
 
 from __future__ import annotations

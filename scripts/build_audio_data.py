@@ -52,14 +52,19 @@ TEXTS = ["GPL-3", "LGPL-2.1", "Apache-2.0", "MPL-2.0", "Artistic", "GFDL-1.3"]
 SENTENCES_PER_VOICE = 60
 
 
-def sentences(limit: int, seed: int) -> list[str]:
-    """Plain-prose sentences of 6..30 words from the licence texts, shuffled reproducibly."""
-    text = " ".join(Path("/usr/share/common-licenses", name).read_text(errors="ignore") for name in TEXTS)
-    text = re.sub(r"\s+", " ", re.sub(r"[^A-Za-z0-9,.;:'\- ]", " ", text))
-    found = [s.strip() + "." for s in re.split(r"[.;:]", text) if 6 <= len(s.split()) <= 30]
-    found = sorted(set(found) - set(SENTENCES))
+def sentences(limit: int, seed: int, texts: list[str] = TEXTS, exclude: set[str] = frozenset()) -> list[str]:
+    """Plain-prose sentences of 6..30 words from the licence texts ``texts`` (none of the evaluation's, nor
+    any in ``exclude``), shuffled reproducibly."""
+    found = sorted(all_sentences(texts) - set(SENTENCES) - set(exclude))
     rng = np.random.default_rng(seed)
     return [found[i] for i in rng.permutation(len(found))[:limit]]
+
+
+def all_sentences(texts: list[str]) -> set[str]:
+    """Every plain-prose sentence of 6..30 words in the licence texts ``texts``."""
+    text = " ".join(Path("/usr/share/common-licenses", name).read_text(errors="ignore") for name in texts)
+    text = re.sub(r"\s+", " ", re.sub(r"[^A-Za-z0-9,.;:'\- ]", " ", text))
+    return {s.strip() + "." for s in re.split(r"[.;:]", text) if 6 <= len(s.split()) <= 30}
 
 
 def to_training_flac(waveform: np.ndarray, rate: int, target: Path) -> float:
@@ -105,18 +110,22 @@ def build_speech(out: Path, work: Path, version: int) -> float:
     assert not {voice.split("+")[0] for _, voice, _ in jobs} & {*VOICES, FLITE_EVAL_VOICE}  # eval voices held out
     seconds = 0.0
     for i, (engine, voice, text) in enumerate(jobs):
-        raw = work / "tts.wav"
-        if engine == "flite":
-            run("flite", "-voice", voice, "-t", text, "-o", str(raw))
-        elif engine == "festival":
-            (work / "tts.txt").write_text(text)
-            run("text2wave", "-eval", f"(voice_{voice})", "-o", str(raw), str(work / "tts.txt"))
-        else:
-            run("espeak-ng", "-v", voice, "-w", str(raw), text)
-        data, rate = sf.read(raw, dtype="float32", always_2d=True)
         name = f"{engine}-{voice.replace('+', '-')}-{i % SENTENCES_PER_VOICE:03d}.flac"
-        seconds += to_training_flac(data, rate, out / "speech" / name)
+        seconds += to_training_flac(*synthesise(engine, voice, text, work), out / "speech" / name)
     return seconds
+
+
+def synthesise(engine: str, voice: str, text: str, work: Path) -> tuple[np.ndarray, int]:
+    """``text`` read by ``voice`` of ``engine`` (flite, festival or espeak) -> float (samples, 1) and its rate."""
+    raw = work / "tts.wav"
+    if engine == "flite":
+        run("flite", "-voice", voice, "-t", text, "-o", str(raw))
+    elif engine == "festival":
+        (work / "tts.txt").write_text(text)
+        run("text2wave", "-eval", f"(voice_{voice})", "-o", str(raw), str(work / "tts.txt"))
+    else:
+        run("espeak-ng", "-v", voice, "-w", str(raw), text)
+    return sf.read(raw, dtype="float32", always_2d=True)
 
 
 def build_music(out: Path, work: Path, music_seconds: float) -> float:
