@@ -64,8 +64,8 @@ class Preset:
     pyramid_noise: tuple[float, float] | None = (0.25, 0.1)
     # Score the rate as the coded tables will see it (models.overfit.rate_on_tables: means on quarters, scales on
     # their buckets' middles, straight-through) instead of with float means and scales.  Off: on 256x256 crops of
-    # fruits and home at 600 steps it gave BD-rates 2.2 % and 0.9 % lower, ahead on six points of ten and
-    # behind on three by 0.02 to 0.11 dB (docs/overfit.md), but whole photos were not measured with it yet.
+    # fruits and home at 600 steps it gave BD-rates 2.2 % and 0.9 % lower, but the benchmark's medium run
+    # (baboon and butterfly, 4,000 steps) gave a BD-rate against AVIF 0.5 points higher with it (docs/overfit.md).
     rate_on_tables: bool = False
     # Steps of a fit to the image at half size (2x2 means) before the full-size fit, whose coarser levels,
     # context and synthesis it then starts from (see OverfitImageModel.adopt_half_resolution).  A half-size
