@@ -5,6 +5,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -217,6 +218,15 @@ def test_train_resume_export_reload(images, tmp_path):
     assert main(["export", str(stage2 / "checkpoints/last.ckpt"), str(export_dir), "--force"]) == 0
     assert main(["export", str(stage2 / "checkpoints/last.ckpt"), str(tmp_path / "exported3")]) == 0
     assert json.loads((tmp_path / "exported3/config.json").read_text())["started_from"] == meta2["started_from"]
+    # Resuming a warm-started run reads neither the weights nor the lineage from trainer.init_from (the
+    # checkpoint holds both), so it resumes even when that folder is gone, and still reports its lineage.
+    shutil.rmtree(export_dir)
+    train(load_config(ROOT / "configs/image.yaml", tiny(images, stage2, "trainer.max_steps=2",
+                                                        f"trainer.init_from={export_dir}")),
+          resume=stage2 / "checkpoints/last.ckpt")
+    assert main(["export", str(stage2 / "checkpoints/last.ckpt"), str(tmp_path / "exported4")]) == 0
+    meta4 = json.loads((tmp_path / "exported4/config.json").read_text())
+    assert meta4["steps"] == 2 and meta4["started_from"] == meta2["started_from"]
 
 
 def test_warm_start_takes_a_submodule_whole_or_not_at_all(tmp_path):

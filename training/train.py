@@ -118,14 +118,16 @@ def warm_start(module: L.LightningModule, checkpoint: str) -> None:
           f"{'; left as initialised: ' + ', '.join(sorted(partial)[:6]) if partial else ''}")
 
 
-def build(config: dict) -> tuple[L.Trainer, L.LightningModule, L.LightningDataModule]:
-    """Trainer, module and data module for a validated recipe (see :mod:`.config`)."""
+def build(config: dict, resuming: bool = False) -> tuple[L.Trainer, L.LightningModule, L.LightningDataModule]:
+    """Trainer, module and data module for a validated recipe (see :mod:`.config`).  ``resuming``: a checkpoint
+    will restore the weights and the lineage, so ``trainer.init_from`` is not read (it may be gone by then)."""
     run = config["trainer"]
     out = Path(config["out"])
     L.seed_everything(run["seed"], workers=True, verbose=False)
     module, data = modules_for(config)
-    if run["init_from"]:
-        warm_start(module, run["init_from"])
+    warm = run["init_from"] if not resuming else None
+    if warm:
+        warm_start(module, warm)
     data.check()  # a missing or empty folder fails here, before any process is launched
     keep = run["keep_checkpoints"]
     checkpoints = Checkpoints(
@@ -146,7 +148,7 @@ def build(config: dict) -> tuple[L.Trainer, L.LightningModule, L.LightningDataMo
         max_steps=run["max_steps"], max_epochs=-1, accelerator=run["accelerator"], devices=run["devices"],
         strategy=run["strategy"], precision=run["precision"], default_root_dir=out, logger=loggers,
         callbacks=[checkpoints, SaveRecipe(config, out / "recipe.yaml"),
-                   Lineage(lineage_of(run["init_from"]) if run["init_from"] else None)],
+                   Lineage(lineage_of(warm) if warm else None)],
         log_every_n_steps=run["log_every"],
         num_sanity_val_steps=0, enable_progress_bar=run["progress_bar"], **schedule, **clip)
     return trainer, module, data
@@ -156,7 +158,7 @@ def train(config: dict, resume: str | Path | None = None) -> L.Trainer:
     """Train (or resume from a Lightning checkpoint, continuing its step count); returns the trainer."""
     if resume is not None and not Path(resume).is_file():
         raise FileNotFoundError(f"checkpoint {resume} does not exist")
-    trainer, module, data = build(config)
+    trainer, module, data = build(config, resuming=resume is not None)
     # A resumed run writes into its own checkpoint folder on purpose.
     quiet = QUIET + (["Checkpoint directory .* exists and is not empty"] if resume is not None else [])
     with warnings.catch_warnings():
