@@ -30,7 +30,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_audio_data import (ESPEAK_FEMALE_VOICES, ESPEAK_VOICES, FESTIVAL_VOICES, FLITE_EVAL_VOICE,  # noqa: E402
                               FLITE_VOICES, TEXTS, all_sentences, run, sentences, synthesise, to_training_flac)
-from build_eval_data import VOICES, debian_files  # noqa: E402
+from build_eval_data import SENTENCES, VOICES, debian_files  # noqa: E402
 
 FESTIVAL = {  # festival voice -> the Debian package that ships it
     "ked_diphone": "festvox-kdlpc16k",
@@ -54,12 +54,13 @@ def jobs() -> list[tuple[str, str, str]]:
 
 
 def check_disjoint(planned: list[tuple[str, str, str]]) -> None:
+    """Fail unless no voice (variants aside) and no sentence of ``planned`` is one training or evaluation uses."""
     used = {*FLITE_VOICES, *ESPEAK_VOICES, *ESPEAK_FEMALE_VOICES, *FESTIVAL_VOICES, *VOICES, FLITE_EVAL_VOICE}
-    bases = {voice.split("+")[0] for _, voice, _ in planned}
-    if bases & {v.split("+")[0] for v in used}:
-        raise SystemExit(f"validation voices overlap training or evaluation: {sorted(bases & used)}")
-    if {text for *_, text in planned} & all_sentences(TEXTS):
-        raise SystemExit("a validation sentence is one the training set reads")
+    clash = {voice.split("+")[0] for _, voice, _ in planned} & {voice.split("+")[0] for voice in used}
+    if clash:
+        raise SystemExit(f"validation voices overlap training or evaluation: {', '.join(sorted(clash))}")
+    if {text for *_, text in planned} & (all_sentences(TEXTS) | set(SENTENCES)):
+        raise SystemExit("a validation sentence is one that training or evaluation reads")
 
 
 def main() -> int:
