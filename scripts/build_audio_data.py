@@ -116,7 +116,8 @@ def build_speech(out: Path, work: Path, version: int) -> float:
 
 
 def synthesise(engine: str, voice: str, text: str, work: Path) -> tuple[np.ndarray, int]:
-    """``text`` read by ``voice`` of ``engine`` (flite, festival or espeak) -> float (samples, 1) and its rate."""
+    """``text`` read by ``voice`` of ``engine`` (flite, festival or espeak) -> float (samples, channels) and its
+    rate."""
     raw = work / "tts.wav"
     if engine == "flite":
         run("flite", "-voice", voice, "-t", text, "-o", str(raw))
