@@ -31,8 +31,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from polycodec.codecs.overfit import LAMBDAS, OverfitImageCodec, context_ints, parameter_bits, quantize_networks
-from polycodec.media import read_image
 from polycodec.entropy.mean_scale import laplace_bin_likelihood
+from polycodec.media import read_image
 from polycodec.models.overfit import LOG_SCALE_RANGE, NETS, OverfitImageModel, net_name
 from polycodec.training.overfit import Preset, fit
 
@@ -100,6 +100,20 @@ def fitted_rows(path: Path, lam: float, steps: int) -> tuple[dict, int, float, i
     return context_rows(model, latents), len(latents), per_weight, model.config.context_hidden
 
 
+def variant_bits(rows: dict, planes: int, hidden: int, steps: int, other: dict[str, tuple[nn.Module, float]]
+                 ) -> dict[str, tuple[float, int]]:
+    """Variant -> (latent bits, weights it adds to the stream) for the cross-plane variants and ``transfer``
+    (``other``: the other image's refitted MLPs, whose weights it saves)."""
+    results = {}
+    for variant, columns in CROSS.items():
+        bits = sum(refit(torch.cat([rows[n][0], rows[n][1][:, columns]], 1), rows[n][2], rows[n][3], planes, steps,
+                         hidden)[1] for n in NETS)
+        results[variant] = (bits, len(columns) * hidden * len(NETS))
+    bits = sum(refit(rows[n][0], rows[n][2], rows[n][3], planes, steps, hidden, net=other[n][0])[1] for n in NETS)
+    results["transfer"] = (bits, -sum(p.numel() for n in NETS for p in other[n][0].parameters()))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data/eval/images")
@@ -120,21 +134,11 @@ def main() -> None:
     for quality in map(int, args.qualities.split(",")):
         lam = LAMBDAS[quality - 1]
         fits = [fitted_rows(Path(args.data, name), lam, args.steps) for name in names]
-        own_nets = []
-        for rows, planes, _, hidden in fits:
-            own_nets.append({n: refit(rows[n][0], rows[n][2], rows[n][3], planes, args.refit_steps, hidden)
-                             for n in NETS})
+        own_nets = [{n: refit(rows[n][0], rows[n][2], rows[n][3], planes, args.refit_steps, hidden) for n in NETS}
+                    for rows, planes, _, hidden in fits]
         for i, (name, (rows, planes, per_weight, hidden)) in enumerate(zip(names, fits)):
             own = sum(bits for _, bits in own_nets[i].values())
-            results = {"own": (own, 0)}
-            for variant, columns in CROSS.items():
-                total = sum(refit(torch.cat([rows[n][0], rows[n][1][:, columns]], 1), rows[n][2], rows[n][3], planes,
-                                  args.refit_steps, hidden)[1] for n in NETS)
-                results[variant] = (total, len(columns) * hidden * len(NETS))
-            other = own_nets[1 - i]
-            results["transfer"] = (sum(refit(rows[n][0], rows[n][2], rows[n][3], planes, args.refit_steps, hidden,
-                                             net=other[n][0])[1] for n in NETS),
-                                   -sum(p.numel() for n in NETS for p in other[n][0].parameters()))
+            results = {"own": (own, 0), **variant_bits(rows, planes, hidden, args.refit_steps, own_nets[1 - i])}
             for variant, (bits, weights) in results.items():
                 cost = weights * per_weight
                 print(f"| {name} | {quality} | {variant} | {bits:.0f} | {100 * (bits / own - 1):+.1f} % | {weights:+d} "
