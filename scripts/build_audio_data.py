@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ import torch
 import torchaudio.functional as AF
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_eval_data import MUSIC, SENTENCES, VOICES, debian_files, run  # noqa: E402
+from build_eval_data import MUSIC, SENTENCES, VOICES, debian_files, install_command, run  # noqa: E402
 
 RATE = 24000
 FLITE_VOICES = ["kal", "kal16", "awb", "rms"]  # slt is the held-out evaluation voice
@@ -100,12 +100,9 @@ def speech_jobs(version: int) -> list[tuple[str, str, str]]:
 
 
 def build_speech(out: Path, work: Path, version: int) -> float:
-    if not shutil.which("flite"):
-        run("apt-get", "install", "-y", "-qq", "flite")
-    if not shutil.which("espeak-ng"):
-        run("apt-get", "install", "-y", "-qq", "espeak-ng")
-    if not all(Path("/usr/share/doc", package).exists() for package in FESTIVAL_VOICES.values()):
-        run("apt-get", "install", "-y", "-qq", "festival", *FESTIVAL_VOICES.values())
+    install_command("flite")
+    install_command("espeak-ng")
+    install_festival(FESTIVAL_VOICES.values())
     jobs = speech_jobs(version)
     assert not {voice.split("+")[0] for _, voice, _ in jobs} & {*VOICES, FLITE_EVAL_VOICE}  # eval voices held out
     seconds = 0.0
@@ -113,6 +110,13 @@ def build_speech(out: Path, work: Path, version: int) -> float:
         name = f"{engine}-{voice.replace('+', '-')}-{i % SENTENCES_PER_VOICE:03d}.flac"
         seconds += to_training_flac(*synthesise(engine, voice, text, work), out / "speech" / name)
     return seconds
+
+
+def install_festival(voice_packages: Iterable[str]) -> None:
+    """apt-get install festival with these voice packages unless every one is installed already."""
+    voice_packages = list(voice_packages)
+    if not all(Path("/usr/share/doc", package).exists() for package in voice_packages):
+        run("apt-get", "install", "-y", "-qq", "festival", *voice_packages)
 
 
 def synthesise(engine: str, voice: str, text: str, work: Path) -> tuple[np.ndarray, int]:

@@ -33,6 +33,12 @@ def run(*cmd: str, cwd: Path | None = None) -> None:
     subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
 
 
+def install_command(command: str) -> None:
+    """apt-get install the package of the same name unless ``command`` is already on the PATH."""
+    if not shutil.which(command):
+        run("apt-get", "install", "-y", "-qq", command)
+
+
 def debian_files(package: str, work: Path) -> Path:
     """Download and unpack a Debian package; return the unpacked root."""
     run("apt-get", "download", package, cwd=work)
@@ -57,8 +63,7 @@ def build_music(out: Path, work: Path) -> None:
 
 
 def build_speech(out: Path) -> None:
-    if not shutil.which("espeak-ng"):
-        run("apt-get", "install", "-y", "-qq", "espeak-ng")
+    install_command("espeak-ng")
     (out / "speech").mkdir(parents=True, exist_ok=True)
     for v, voice in enumerate(VOICES):
         for s, text in enumerate(SENTENCES):
@@ -68,8 +73,7 @@ def build_speech(out: Path) -> None:
 
 
 def build_speech_flite(out: Path) -> None:
-    if not shutil.which("flite"):
-        run("apt-get", "install", "-y", "-qq", "flite")
+    install_command("flite")
     (out / "speech-flite").mkdir(parents=True, exist_ok=True)
     for s, text in enumerate(SENTENCES):
         target = out / "speech-flite" / f"{FLITE_VOICE}_{s}.wav"

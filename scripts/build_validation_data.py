@@ -20,7 +20,6 @@ data/validation`` scores it.  The script fails on any overlap with training or e
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -29,8 +28,9 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_audio_data import (ESPEAK_FEMALE_VOICES, ESPEAK_VOICES, FESTIVAL_VOICES, FLITE_EVAL_VOICE,  # noqa: E402
-                              FLITE_VOICES, TEXTS, all_sentences, run, sentences, synthesise, to_training_flac)
-from build_eval_data import SENTENCES, VOICES, debian_files  # noqa: E402
+                              FLITE_VOICES, TEXTS, all_sentences, install_festival, sentences, synthesise,
+                              to_training_flac)
+from build_eval_data import SENTENCES, VOICES, debian_files, install_command  # noqa: E402
 
 FESTIVAL = {  # festival voice -> the Debian package that ships it
     "ked_diphone": "festvox-kdlpc16k",
@@ -69,10 +69,8 @@ def main() -> int:
     out = Path(parser.parse_args().out)
     planned = jobs()
     check_disjoint(planned)
-    if not shutil.which("espeak-ng"):
-        run("apt-get", "install", "-y", "-qq", "espeak-ng")
-    if not all(Path("/usr/share/doc", package).exists() for package in FESTIVAL.values()):
-        run("apt-get", "install", "-y", "-qq", "festival", *FESTIVAL.values())
+    install_command("espeak-ng")
+    install_festival(FESTIVAL.values())
     seconds = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         for i, (engine, voice, text) in enumerate(planned):
