@@ -28,7 +28,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from polycodec.codecs.overfit import LAMBDAS, OverfitImageCodec, context_ints, parameter_bits, quantize_networks
 from polycodec.entropy.mean_scale import laplace_bin_likelihood
@@ -45,7 +44,7 @@ def context_rows(model: OverfitImageModel, latents: list[Tensor]) -> dict[str, t
     for level, coarser_level in model.level_groups():
         planes = torch.stack([latents[i] for i in level])
         coarser = None if coarser_level is None else torch.stack([latents[i] for i in coarser_level])
-        patches = F.unfold(planes[:, None], 3, padding=1).transpose(1, 2)  # (P, H * W, 9): each plane's 3x3
+        patches = model.context.parent_patches(planes)  # (P, H * W, 9): each plane's own 3x3, as parents give
         for pass_ in model.config.passes:
             inputs, positions = model.context.features(planes, coarser, pass_)
             count = positions.numel()
